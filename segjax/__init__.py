@@ -1,0 +1,1 @@
+"""segjax: semantic, instance and panoptic segmentation in JAX."""

@@ -1,0 +1,40 @@
+"""Orbax CheckpointManager: the train state plus a little JSON metadata, saved asynchronously."""
+import os
+
+import jax
+import orbax.checkpoint as ocp
+
+from segjax.errors import UserError
+
+
+class Checkpointer:
+  """Saves and restores under `directory`, keeping the last `max_to_keep` steps."""
+
+  def __init__(self, directory, max_to_keep):
+    self.directory = os.path.abspath(directory)
+    options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True)
+    self._manager = ocp.CheckpointManager(self.directory, options=options)
+
+  def latest_step(self):
+    return self._manager.latest_step()
+
+  def save(self, step, state, meta):
+    self._manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                                     meta=ocp.args.JsonSave(meta)))
+
+  def restore(self, step, like):
+    """Restores step `step` into arrays shaped, typed and sharded like the state `like`."""
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
+    try:
+      restored = self._manager.restore(step, args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
+    except Exception as e:  # orbax raises many types for a damaged or mismatched checkpoint
+      raise UserError(
+          f"Cannot read checkpoint step {step} in {self.directory} ({type(e).__name__}: "
+          f"{str(e).splitlines()[0][:200]}); it was left untouched: move it aside or use another "
+          f"--workdir, or restore the config it was saved with.") from e
+    return restored.state, restored.meta
+
+  def close(self):
+    self._manager.wait_until_finished()
+    self._manager.close()

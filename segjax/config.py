@@ -1,0 +1,73 @@
+"""The config schema: every key a recipe may set, with its default, so a typo is caught by name."""
+import difflib
+
+import ml_collections
+from ml_collections import config_dict
+
+from segjax.errors import UserError
+
+# Sub-dicts whose keys are free: they are passed as keyword arguments to a module.
+_FREE = ("backbone_kwargs", "semantic_head_kwargs")
+
+
+def base_config():
+  """Defaults for every key; recipes in configs/ start from this and change what they need."""
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  c.dataset = ml_collections.ConfigDict(dict(
+      name="synthetic_scenes/default",
+      data_dir=config_dict.placeholder(str),  # tfds default (~/tensorflow_datasets) when unset
+      train_split="train",
+      eval_split="validation",
+      num_classes=4,
+      ignore_label=255,
+  ))
+  c.input = ml_collections.ConfigDict(dict(
+      crop_size=256,  # training crops are crop_size x crop_size; eval images are padded to eval_size
+      eval_size=256,
+      min_scale=0.75,
+      max_scale=1.25,
+      flip=True,
+      shuffle_buffer=4096,
+  ))
+  c.model = ml_collections.ConfigDict(dict(
+      backbone="seed",
+      backbone_kwargs=ml_collections.ConfigDict(),
+      semantic_head="seed",
+      semantic_head_kwargs=ml_collections.ConfigDict(),
+      dtype="float32",  # compute dtype; parameters, loss and metrics stay float32
+  ))
+  c.optimizer = ml_collections.ConfigDict(dict(
+      name="adamw",  # adamw | sgd
+      lr=1e-3,
+      momentum=0.9,  # sgd only
+      weight_decay=1e-4,
+      schedule="cosine",  # constant | cosine | poly
+      warmup_steps=0,
+      poly_power=0.9,
+      grad_clip_norm=0.0,  # 0 disables clipping
+  ))
+  c.batch_size = 16
+  c.eval_batch_size = 32
+  c.total_steps = 1000
+  c.log_every = 50
+  c.eval_every = 500
+  c.checkpoint_every = 500
+  c.keep_checkpoints = 3
+  c.num_summary_images = 3
+  return c
+
+
+def validate(config):
+  """Raises UserError naming the first key of `config` that the schema does not know."""
+  _check_keys(config, base_config(), "config")
+
+
+def _check_keys(config, schema, path):
+  for key, value in config.items():
+    if key not in schema:
+      close = difflib.get_close_matches(key, list(schema.keys()), n=1)
+      hint = f"; did you mean '{close[0]}'?" if close else f"; known keys: {', '.join(sorted(schema.keys()))}."
+      raise UserError(f"Unknown config key '{path}.{key}'{hint}")
+    if isinstance(value, ml_collections.ConfigDict) and key not in _FREE:
+      _check_keys(value, schema[key], f"{path}.{key}")

@@ -1,0 +1,140 @@
+"""tfds -> tf.data -> host batches of NumPy arrays, one slice of the data per process.
+
+The training stream is a pure function of (config.seed, step): epoch e is shuffled with a seed made
+from e, and each example is augmented with a seed made from its position. A run resumed at step s
+therefore rebuilds exactly the batches an uninterrupted run would have seen, without saving
+iterator state.
+"""
+import jax
+import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from segjax.data import augment
+from segjax.errors import UserError
+
+_LOCAL = ("synthetic_scenes",)  # builders that need no download: prepared on first use
+_LABEL_KEYS = ("semantic",)
+_AUTOTUNE = tf.data.AUTOTUNE
+
+
+def _builder(config):
+  name = config.dataset.name
+  try:
+    builder = tfds.builder(name, data_dir=config.dataset.data_dir)
+  except tfds.core.registered.DatasetNotFoundError as e:
+    raise UserError(f"Unknown dataset '{name}': use a tfds name such as 'synthetic_scenes/default' "
+                    f"(config.dataset.name).") from e
+  if not builder.is_prepared():
+    if name.split("/")[0] not in _LOCAL:
+      raise UserError(f"Dataset '{name}' is not prepared in {builder.data_dir}; run "
+                      f"`tfds build {name} --data_dir=DIR` and set config.dataset.data_dir=DIR.")
+    builder.download_and_prepare()
+  return builder
+
+
+def dataset_info(config):
+  """Prepares the dataset if it is the built-in one, checks the config against it, returns tfds info."""
+  info = _builder(config).info
+  names = info.metadata.get("class_names") if info.metadata else None
+  if names is not None and len(names) != config.dataset.num_classes:
+    raise UserError(f"config.dataset.num_classes={config.dataset.num_classes} but dataset "
+                    f"'{config.dataset.name}' has {len(names)} classes; set it to {len(names)}.")
+  return info
+
+
+def _host_split(builder, split):
+  if split not in builder.info.splits:
+    raise UserError(f"Dataset '{builder.info.full_name}' has no split '{split}'; "
+                    f"it has {', '.join(builder.info.splits)}.")
+  return tfds.split_for_jax_process(split)
+
+
+def _decode(features, example):
+  """Decodes the image and label maps that skip_decoding left encoded."""
+  image = features["image"].decode_example(example["image"])
+  labels = tf.concat([features[k].decode_example(example[k]) for k in _LABEL_KEYS], axis=-1)
+  return image, labels
+
+
+def _check_labels(batch, num_classes, ignore_label):
+  labels = batch["semantic"]
+  bad = (labels >= num_classes) & (labels != ignore_label)
+  if bad.any():
+    raise UserError(f"Label {int(labels[bad].max())} is out of range for {num_classes} classes "
+                    f"(0..{num_classes - 1}, ignore {ignore_label}); check config.dataset.num_classes.")
+  return batch
+
+
+def train_batches(config, start_step, host_batch):
+  """Yields host batches {"image": float32 (B, S, S, 3) in [0, 1], "semantic": int32 (B, S, S)}."""
+  builder = _builder(config)
+  split = _host_split(builder, config.dataset.train_split)
+  decoders = {k: tfds.decode.SkipDecoding() for k in ("image",) + _LABEL_KEYS}
+  records = builder.as_dataset(split=split, shuffle_files=False, decoders=decoders,
+                               read_config=tfds.ReadConfig(interleave_cycle_length=1))
+  records = records.map(lambda ex: {k: ex[k] for k in ("image",) + _LABEL_KEYS})
+  size = builder.info.splits[split].num_examples
+  if size < host_batch:
+    raise UserError(f"Split '{split}' has {size} examples, fewer than one host batch of {host_batch}.")
+  start_epoch, offset = divmod(start_step * host_batch, size)
+  buffer = min(size, config.input.shuffle_buffer)
+  base_seed = config.seed * 1_000_003
+
+  def epoch(e):
+    seed = base_seed + e
+    shuffled = records.shuffle(buffer, seed=seed, reshuffle_each_iteration=False)
+    return shuffled.enumerate().map(lambda i, ex: (tf.stack([seed, i]), ex))
+
+  features = builder.info.features
+  inp = config.input
+
+  def prepare(seed, example):
+    image, labels = _decode(features, example)
+    image, labels = augment.scale_crop_flip(
+        image, labels, seed, inp.crop_size, inp.min_scale, inp.max_scale, inp.flip,
+        config.dataset.ignore_label)
+    return {"image": image, "semantic": tf.cast(labels[..., 0], tf.int32)}
+
+  ds = tf.data.Dataset.range(start_epoch, 2**62).flat_map(epoch).skip(offset)
+  ds = ds.map(prepare, num_parallel_calls=_AUTOTUNE, deterministic=True)
+  ds = ds.batch(host_batch, drop_remainder=True).prefetch(2)
+  for batch in ds.as_numpy_iterator():
+    yield _check_labels(batch, config.dataset.num_classes, config.dataset.ignore_label)
+
+
+class EvalData:
+  """The eval split of this process, padded to whole batches of equal count on every process.
+
+  Padding examples have `valid` False and all-ignore labels, so metrics never count them.
+  """
+
+  def __init__(self, config, host_batch):
+    builder = _builder(config)
+    split = _host_split(builder, config.dataset.eval_split)
+    self.num_examples = builder.info.splits[config.dataset.eval_split].num_examples
+    per_host = -(-self.num_examples // jax.process_count())
+    self.num_batches = -(-per_host // host_batch)
+    features = builder.info.features
+    size, ignore = config.input.eval_size, config.dataset.ignore_label
+    decoders = {k: tfds.decode.SkipDecoding() for k in ("image",) + _LABEL_KEYS}
+
+    def prepare(example):
+      image, labels = augment.pad_to(*_decode(features, example), size, ignore)
+      return {"image": tf.cast(image, tf.uint8), "semantic": labels[..., 0], "valid": True}
+
+    real = builder.as_dataset(split=split, shuffle_files=False, decoders=decoders).map(
+        prepare, num_parallel_calls=_AUTOTUNE).cache()
+    pad = tf.data.Dataset.from_tensors({
+        "image": tf.zeros([size, size, 3], tf.uint8),
+        "semantic": tf.fill([size, size], tf.constant(ignore, tf.uint8)),
+        "valid": False}).repeat()
+    ds = real.concatenate(pad).take(self.num_batches * host_batch)
+    self._ds = ds.map(lambda ex: {"image": tf.cast(ex["image"], tf.float32) / 255.0,
+                                  "semantic": tf.cast(ex["semantic"], tf.int32),
+                                  "valid": ex["valid"]}).batch(host_batch).prefetch(2)
+    self._num_classes, self._ignore = config.dataset.num_classes, ignore
+
+  def __iter__(self):
+    for batch in self._ds.as_numpy_iterator():
+      yield _check_labels(batch, self._num_classes, self._ignore)

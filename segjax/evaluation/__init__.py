@@ -1,0 +1,2 @@
+"""Metrics: mIoU and pixel accuracy now; COCO mask AP and panoptic quality with the instance head."""
+from segjax.evaluation.semantic import confusion_matrix, semantic_metrics

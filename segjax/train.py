@@ -1,0 +1,214 @@
+"""The train and eval steps, pure and jitted over a device mesh, and the loop around them.
+
+Importing this module loads no TensorFlow: the input pipeline is imported inside
+`train_and_evaluate`, so the steps can be benchmarked or reused without it.
+"""
+import functools
+import json
+import math
+import os
+import time
+from typing import Any
+
+from absl import logging
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from segjax import config as config_lib
+from segjax import losses, parallel
+from segjax.checkpoint import Checkpointer
+from segjax.errors import UserError
+from segjax.evaluation import confusion_matrix, semantic_metrics
+from segjax.models import build_segmenter
+
+
+class TrainState(flax.struct.PyTreeNode):
+  step: jax.Array
+  params: Any
+  batch_stats: Any
+  opt_state: Any
+
+
+def make_schedule(opt):
+  """Learning rate per step: linear warm-up, then constant, cosine or poly decay to 0."""
+  decay_steps = max(opt.total_steps - opt.warmup_steps, 1)
+  decays = {
+      "constant": optax.constant_schedule(opt.lr),
+      "cosine": optax.cosine_decay_schedule(opt.lr, decay_steps),
+      "poly": optax.polynomial_schedule(opt.lr, 0.0, opt.poly_power, decay_steps),
+  }
+  if opt.schedule not in decays:
+    raise UserError(f"Unknown schedule '{opt.schedule}': choose one of {', '.join(decays)} "
+                    "(config.optimizer.schedule).")
+  if not opt.warmup_steps:
+    return decays[opt.schedule]
+  warmup = optax.linear_schedule(0.0, opt.lr, opt.warmup_steps)
+  return optax.join_schedules([warmup, decays[opt.schedule]], [opt.warmup_steps])
+
+
+def make_optimizer(config):
+  """optax transformation and schedule for `config.optimizer` over `config.total_steps`."""
+  opt = config.optimizer.copy_and_resolve_references()
+  with opt.unlocked():
+    opt.total_steps = config.total_steps
+  schedule = make_schedule(opt)
+  if opt.name == "adamw":
+    tx = optax.adamw(schedule, weight_decay=opt.weight_decay)
+  elif opt.name == "sgd":
+    tx = optax.chain(optax.add_decayed_weights(opt.weight_decay),
+                     optax.sgd(schedule, momentum=opt.momentum, nesterov=False))
+  else:
+    raise UserError(f"Unknown optimizer '{opt.name}': choose adamw or sgd (config.optimizer.name).")
+  if opt.grad_clip_norm:
+    tx = optax.chain(optax.clip_by_global_norm(opt.grad_clip_norm), tx)
+  return tx, schedule
+
+
+def create_train_state(model, tx, rng, image_size):
+  variables = model.init(rng, jnp.zeros((1, image_size, image_size, 3), jnp.float32), train=False)
+  return TrainState(step=jnp.zeros((), jnp.int32), params=variables["params"],
+                    batch_stats=variables.get("batch_stats", {}), opt_state=tx.init(variables["params"]))
+
+
+def train_step(state, batch, *, model, tx, schedule, ignore_label):
+  """One optimisation step on a global batch; BatchNorm statistics are over the whole batch."""
+
+  def loss_fn(params):
+    outputs, updates = model.apply({"params": params, "batch_stats": state.batch_stats},
+                                   batch["image"], train=True, mutable=["batch_stats"])
+    loss, parts = losses.segmentation_loss(outputs, batch, ignore_label)
+    return loss, (parts, updates["batch_stats"], outputs)
+
+  (loss, (parts, batch_stats, outputs)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  labels = batch["semantic"]
+  correct = (jnp.argmax(outputs["semantic_logits"], -1) == labels) & (labels != ignore_label)
+  metrics = {"loss": loss, **parts, "learning_rate": schedule(state.step),
+             "grad_norm": optax.global_norm(grads),
+             "pixel_acc": correct.sum() / jnp.maximum((labels != ignore_label).sum(), 1)}
+  new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
+                            opt_state=opt_state)
+  return new_state, metrics
+
+
+def eval_step(state, batch, *, model, num_classes, ignore_label):
+  """Confusion matrix of one global batch (padding excluded) and the predicted label maps."""
+  outputs = model.apply({"params": state.params, "batch_stats": state.batch_stats},
+                        batch["image"], train=False)
+  pred = jnp.argmax(outputs["semantic_logits"], -1)
+  return confusion_matrix(pred, batch["semantic"], batch["valid"], num_classes, ignore_label), pred
+
+
+def compile_steps(model, tx, schedule, config, mesh):
+  """The jitted train and eval steps: state replicated, batch split over the `data` axis."""
+  rep, split = parallel.replicated(mesh), parallel.batch_sharding(mesh)
+  ds = config.dataset
+  train = jax.jit(
+      functools.partial(train_step, model=model, tx=tx, schedule=schedule, ignore_label=ds.ignore_label),
+      in_shardings=(rep, split), out_shardings=(rep, rep), donate_argnums=0)
+  evaluate = jax.jit(
+      functools.partial(eval_step, model=model, num_classes=ds.num_classes, ignore_label=ds.ignore_label),
+      in_shardings=(rep, split), out_shardings=(rep, split))
+  return train, evaluate
+
+
+def _prepare_workdir(workdir, config):
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    probe = os.path.join(workdir, ".write_test")
+    with open(probe, "w") as f:
+      f.write("ok")
+    os.remove(probe)
+  except OSError as e:
+    raise UserError(f"Cannot write to workdir '{workdir}' ({e.strerror}); choose a writable "
+                    "--workdir.") from e
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+      f.write(config.to_json_best_effort(indent=2))
+
+
+def _run_eval(eval_fn, state, eval_data, mesh, class_names, writer, step, config):
+  confusion, pictures = None, None
+  for batch in eval_data:
+    conf, pred = eval_fn(state, parallel.to_global(batch, mesh))
+    confusion = conf if confusion is None else confusion + conf
+    if pictures is None and config.num_summary_images:
+      n = config.num_summary_images
+      pictures = (batch["image"][:n], batch["semantic"][:n], parallel.to_host_local(pred, mesh)[:n])
+  metrics = semantic_metrics(jax.device_get(confusion), class_names)
+  writer.write(step, "eval", {"miou": metrics["miou"], "pixel_acc": metrics["pixel_acc"]},
+               extra={"iou_per_class": metrics["iou_per_class"]})
+  if pictures is not None:
+    from segjax.visualize import side_by_side  # pylint: disable=g-import-not-at-top
+    writer.images(step, "eval/image_truth_prediction",
+                  side_by_side(*pictures, config.dataset.num_classes, config.dataset.ignore_label))
+  logging.info("eval at step %d: mIoU %.4f, pixel accuracy %.4f", step, metrics["miou"],
+               metrics["pixel_acc"])
+  return metrics
+
+
+def train_and_evaluate(config, workdir):
+  """Trains and evaluates per `config`, resuming from the latest checkpoint in `workdir`."""
+  from segjax import data  # pylint: disable=g-import-not-at-top  (TensorFlow stays out of the steps)
+  from segjax.metrics_writer import MetricsWriter  # pylint: disable=g-import-not-at-top
+
+  config_lib.validate(config)
+  _prepare_workdir(workdir, config)
+  mesh = parallel.make_mesh()
+  parallel.check_batch_size(config.batch_size, mesh)
+  parallel.check_batch_size(config.eval_batch_size, mesh, "config.eval_batch_size")
+  info = data.dataset_info(config)
+  class_names = (info.metadata or {}).get("class_names") or [str(i) for i in range(config.dataset.num_classes)]
+  try:
+    model = build_segmenter(config.model, config.dataset.num_classes)
+  except ValueError as e:
+    raise UserError(str(e)) from e
+  tx, schedule = make_optimizer(config)
+  train_fn, eval_fn = compile_steps(model, tx, schedule, config, mesh)
+
+  init = jax.jit(functools.partial(create_train_state, model, tx, image_size=config.input.crop_size),
+                 out_shardings=parallel.replicated(mesh))
+  state = init(jax.random.key(config.seed))
+  ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), config.keep_checkpoints)
+  latest = ckpt.latest_step()
+  if latest is not None:
+    state, _ = ckpt.restore(latest, state)
+    logging.info("Resuming from the checkpoint at step %d in %s.", latest, ckpt.directory)
+  start = int(state.step)
+  if start >= config.total_steps:
+    logging.info("Run already finished: step %d >= total_steps %d; nothing to train.", start,
+                 config.total_steps)
+    ckpt.close()
+    return state
+
+  writer = MetricsWriter(workdir)
+  eval_data = data.EvalData(config, parallel.host_batch_size(config.eval_batch_size))
+  batches = data.train_batches(config, start, parallel.host_batch_size(config.batch_size))
+  logging.info("Training steps %d..%d on %d devices, global batch %d.", start, config.total_steps,
+               mesh.devices.size, config.batch_size)
+  t0, s0 = time.perf_counter(), start
+  for step in range(start + 1, config.total_steps + 1):
+    state, metrics = train_fn(state, parallel.to_global(next(batches), mesh))
+    last = step == config.total_steps
+    if step % config.log_every == 0 or last:
+      metrics = jax.device_get(metrics)
+      if not math.isfinite(metrics["loss"]):
+        raise FloatingPointError(f"Loss became {metrics['loss']} at step {step}; lower "
+                                 "config.optimizer.lr or set config.optimizer.grad_clip_norm.")
+      rate = (step - s0) / (time.perf_counter() - t0)
+      writer.write(step, "train", {**metrics, "steps_per_sec": rate})
+      logging.info("step %d/%d loss %.4f lr %.2e %.2f steps/s ETA %s", step, config.total_steps,
+                   metrics["loss"], metrics["learning_rate"], rate,
+                   time.strftime("%H:%M:%S", time.gmtime((config.total_steps - step) / rate)))
+      t0, s0 = time.perf_counter(), step
+    if step % config.eval_every == 0 or last:
+      _run_eval(eval_fn, state, eval_data, mesh, class_names, writer, step, config)
+    if step % config.checkpoint_every == 0 or last:
+      ckpt.save(step, state, {"step": step, "config": json.loads(config.to_json_best_effort())})
+  ckpt.close()
+  writer.close()
+  return state

@@ -1,0 +1,24 @@
+"""Pictures for people: label maps in colour, side by side with the image."""
+import numpy as np
+
+
+def palette(n):
+  """n distinct RGB colours; index 0 (background) is black."""
+  rng = np.random.default_rng(7)
+  colours = rng.integers(64, 256, size=(max(n, 1), 3)).astype(np.uint8)
+  colours[0] = 0
+  return colours
+
+
+def colorize(labels, num_classes, ignore_label=255):
+  """(..., H, W) integer labels -> (..., H, W, 3) uint8; ignored pixels white."""
+  colours = np.concatenate([palette(num_classes), [[255, 255, 255]]]).astype(np.uint8)
+  labels = np.where(labels == ignore_label, num_classes, np.clip(labels, 0, num_classes - 1))
+  return colours[labels]
+
+
+def side_by_side(images, truth, pred, num_classes, ignore_label=255):
+  """(N, H, 3W, 3) uint8 rows of image | ground truth | prediction."""
+  images = np.clip(np.asarray(images) * 255, 0, 255).astype(np.uint8)
+  return np.concatenate([images, colorize(truth, num_classes, ignore_label),
+                         colorize(pred, num_classes, ignore_label)], axis=2)

@@ -1,0 +1,48 @@
+"""Eight emulated CPU devices for every test, set before JAX starts; a tiny dataset shared by all."""
+import os
+
+os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8").strip()
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import pytest  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+from segjax.config import base_config  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory):
+  """tfds data_dir holding synthetic_scenes/tiny, prepared once per test session."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  import segjax.data  # pylint: disable=g-import-not-at-top,unused-import
+  path = str(tmp_path_factory.mktemp("tfds"))
+  tfds.builder("synthetic_scenes/tiny", data_dir=path).download_and_prepare()
+  return path
+
+
+def tiny_config(data_dir, **overrides):
+  """A config that trains a few-thousand-parameter model on 64x64 scenes in seconds."""
+  c = base_config()
+  c.dataset.name = "synthetic_scenes/tiny"
+  c.dataset.data_dir = data_dir
+  c.input.crop_size = 48
+  c.input.eval_size = 64
+  c.model.backbone_kwargs.widths = (4, 8, 8, 16)
+  c.model.backbone_kwargs.features = 16
+  c.model.semantic_head_kwargs.hidden = 8
+  c.optimizer.lr = 1e-2
+  c.optimizer.schedule = "constant"
+  c.batch_size = 8
+  c.eval_batch_size = 8
+  c.total_steps = 8
+  c.log_every = 1
+  c.eval_every = 4
+  c.checkpoint_every = 4
+  c.num_summary_images = 2
+  for key, value in overrides.items():
+    node = c
+    *path, last = key.split(".")
+    for p in path:
+      node = node[p]
+    node[last] = value
+  return c

@@ -1,0 +1,42 @@
+"""Every config in configs/ loads and validates; unknown keys are named."""
+import glob
+import os
+import subprocess
+import sys
+
+import pytest
+from ml_collections import config_flags
+
+from segjax import config as config_lib
+from segjax.errors import UserError
+from segjax.models import build_segmenter
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIGS = sorted(glob.glob(os.path.join(ROOT, "configs", "**", "*.py"), recursive=True))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=os.path.basename)
+def test_config_loads_validates_and_builds(path):
+  config = config_flags.config_flags._LoadConfigModule("cfg", path).get_config()  # pylint: disable=protected-access
+  config_lib.validate(config)
+  build_segmenter(config.model, config.dataset.num_classes)
+  assert config.batch_size % 8 == 0 and config.total_steps > 0
+
+
+def test_unknown_key_in_a_config_file_is_named():
+  config = config_lib.base_config()
+  config.optimizer.lr_decay = 0.1
+  with pytest.raises(UserError, match=r"Unknown config key 'config.optimizer.lr_decay'"):
+    config_lib.validate(config)
+
+
+def test_unknown_override_key_exits_with_one_sentence(tmp_path):
+  result = subprocess.run(
+      [sys.executable, "-m", "segjax.main", "--config=configs/semantic.py",
+       f"--workdir={tmp_path}", "--config.optimizer.lrr=0.1"],
+      cwd=ROOT, capture_output=True, text=True, timeout=120)
+  assert result.returncode != 0
+  assert "segjax: error: Unknown config key in --config.optimizer.lrr=0.1: 'lrr'; did you mean 'lr'?" \
+      in result.stderr
+  assert "Traceback" not in result.stderr
+  assert not os.listdir(tmp_path)  # nothing was started

@@ -1,0 +1,61 @@
+"""Model shapes, output strides, dtypes, and that models and steps need no TensorFlow."""
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import pytest
+
+from segjax.models import build_segmenter, resnet18, resnet50, SeedNet
+
+
+def _shapes(module, x):
+  out, _ = module.init_with_output(jax.random.key(0), x, train=False)
+  return jax.tree.map(lambda a: a.shape, out)
+
+
+def test_seed_backbone_is_stride_4_with_128_features():
+  assert _shapes(SeedNet(), jnp.zeros((1, 256, 256, 3)))["out"] == (1, 64, 64, 128)
+
+
+@pytest.mark.parametrize("output_stride", [8, 16, 32])
+def test_resnet_output_stride_by_dilation(output_stride):
+  shapes = jax.eval_shape(lambda x: resnet18(output_stride=output_stride).init_with_output(
+      jax.random.key(0), x, train=False)[0], jnp.zeros((2, 64, 64, 3)))
+  assert shapes["out"].shape == (2, 64 // output_stride, 64 // output_stride, 512)
+  assert shapes["low"].shape == (2, 16, 16, 64)
+
+
+def test_resnet50_width():
+  shapes = jax.eval_shape(lambda x: resnet50(output_stride=16).init_with_output(
+      jax.random.key(0), x, train=False)[0], jnp.zeros((1, 64, 64, 3)))
+  assert shapes["out"].shape == (1, 4, 4, 2048)
+
+
+@pytest.mark.parametrize("backbone,head,dtype", [("seed", "seed", "float32"),
+                                                 ("resnet18", "deeplabv3plus", "bfloat16")])
+def test_segmenter_gives_full_resolution_float32_logits(backbone, head, dtype):
+  cfg = ml_collections.ConfigDict(dict(backbone=backbone, semantic_head=head, dtype=dtype,
+                                       backbone_kwargs={}, semantic_head_kwargs={}))
+  model = build_segmenter(cfg, num_classes=5)
+  x = jnp.linspace(0, 1, 2 * 64 * 64 * 3).reshape(2, 64, 64, 3)
+  variables = model.init(jax.random.key(0), x, train=False)
+  assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(variables["params"]))
+  out, _ = model.apply(variables, x, train=True, mutable=["batch_stats"])
+  assert out["semantic_logits"].shape == (2, 64, 64, 5)
+  assert out["semantic_logits"].dtype == jnp.float32
+  assert jnp.all(jnp.isfinite(out["semantic_logits"]))
+
+
+def test_unknown_model_names_are_named():
+  cfg = ml_collections.ConfigDict(dict(backbone="resnet7", semantic_head="seed", dtype="float32"))
+  with pytest.raises(ValueError, match=r"Unknown backbone 'resnet7': choose one of .*resnet50"):
+    build_segmenter(cfg, 4)
+
+
+def test_models_and_train_step_import_without_tensorflow():
+  code = ("import sys, segjax.models, segjax.train; "
+          "bad = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'tensorflow_datasets')]; "
+          "assert not bad, bad")
+  subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,0 +1,139 @@
+"""The train loop: loss falls, resume equals straight, N devices equal 1, errors are sentences."""
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from conftest import tiny_config
+from segjax import data, parallel, train
+from segjax.checkpoint import Checkpointer
+from segjax.errors import UserError
+from segjax.models import build_segmenter
+
+
+def _lines(workdir, kind):
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    return [r for r in map(json.loads, f) if r["kind"] == kind]
+
+
+def _params(workdir):
+  return jax.device_get(_restore(workdir).params)
+
+
+def _restore(workdir, config=None):
+  config = config or tiny_config("")
+  model = build_segmenter(config.model, config.dataset.num_classes)
+  tx, _ = train.make_optimizer(config)
+  like = train.create_train_state(model, tx, jax.random.key(0), config.input.crop_size)
+  ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), 3)
+  state, _ = ckpt.restore(ckpt.latest_step(), like)
+  ckpt.close()
+  return state
+
+
+@pytest.fixture(scope="module")
+def straight(data_dir, tmp_path_factory):
+  """Eight steps in one go; the reference for the resume test."""
+  workdir = str(tmp_path_factory.mktemp("straight"))
+  train.train_and_evaluate(tiny_config(data_dir), workdir)
+  return workdir
+
+
+def test_run_writes_metrics_summaries_checkpoints_and_config(straight):
+  evals = _lines(straight, "eval")
+  assert [e["step"] for e in evals] == [4, 8]
+  assert 0.0 <= evals[-1]["miou"] <= 1.0 and 0.0 <= evals[-1]["pixel_acc"] <= 1.0
+  assert set(evals[-1]["iou_per_class"]) == {"background", "disk", "square", "triangle"}
+  assert [t["step"] for t in _lines(straight, "train")] == list(range(1, 9))
+  assert json.load(open(os.path.join(straight, "config.json")))["total_steps"] == 8
+  assert sorted(os.listdir(os.path.join(straight, "checkpoints"))) == ["4", "8"]
+  assert any(f.startswith("events.out.tfevents") for f in os.listdir(os.path.join(straight, "tensorboard")))
+
+
+def test_loss_falls(data_dir, tmp_path):
+  train.train_and_evaluate(tiny_config(data_dir, total_steps=40, eval_every=40, log_every=5), str(tmp_path))
+  losses = [t["loss"] for t in _lines(str(tmp_path), "train")]
+  assert np.mean(losses[-2:]) < 0.7 * losses[0]
+
+
+def test_resume_equals_straight_run(data_dir, straight, tmp_path):
+  workdir = str(tmp_path)
+  train.train_and_evaluate(tiny_config(data_dir, total_steps=4), workdir)
+  train.train_and_evaluate(tiny_config(data_dir), workdir)  # raising total_steps continues
+  # Same batches: the per-step losses after the restart match the uninterrupted run.
+  np.testing.assert_allclose([t["loss"] for t in _lines(workdir, "train")],
+                             [t["loss"] for t in _lines(straight, "train")], rtol=1e-5)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
+               _params(workdir), _params(straight))
+
+
+def test_finished_run_does_no_training(data_dir, straight):
+  before = open(os.path.join(straight, "metrics.jsonl")).read()
+  state = train.train_and_evaluate(tiny_config(data_dir), straight)
+  assert int(state.step) == 8
+  assert open(os.path.join(straight, "metrics.jsonl")).read() == before
+
+
+def test_eight_devices_equal_one(data_dir):
+  config = tiny_config(data_dir)
+  model = build_segmenter(config.model, config.dataset.num_classes)
+  tx, schedule = train.make_optimizer(config)
+  batches = data.train_batches(config, 0, 8)
+  host = [next(batches) for _ in range(3)]
+  results = []
+  for devices in (jax.devices()[:1], jax.devices()):
+    mesh = parallel.make_mesh(devices)
+    step, _ = train.compile_steps(model, tx, schedule, config, mesh)
+    state = jax.device_put(train.create_train_state(model, tx, jax.random.key(0), 48),
+                           parallel.replicated(mesh))
+    losses = []
+    for batch in host:
+      state, metrics = step(state, parallel.to_global(batch, mesh))
+      losses.append(float(metrics["loss"]))
+    results.append((losses, jax.device_get(state)))
+  assert len(jax.devices()) == 8
+  np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-5)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5),
+               results[0][1].params, results[1][1].params)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5),
+               results[0][1].batch_stats, results[1][1].batch_stats)
+
+
+def test_batch_not_divisible_by_devices(data_dir, tmp_path):
+  with pytest.raises(UserError, match=r"config.batch_size=12 is not divisible by the 8 devices; "
+                                      r"set it to a multiple of 8"):
+    train.train_and_evaluate(tiny_config(data_dir, batch_size=12), str(tmp_path))
+
+
+def test_unwritable_workdir(data_dir, tmp_path):
+  blocker = tmp_path / "file"
+  blocker.write_text("not a directory")
+  with pytest.raises(UserError, match=r"Cannot write to workdir .*choose a writable --workdir"):
+    train.train_and_evaluate(tiny_config(data_dir), str(blocker / "run"))
+
+
+def test_unknown_model_and_dataset(data_dir, tmp_path):
+  with pytest.raises(UserError, match=r"Unknown semantic_head 'fcn'"):
+    train.train_and_evaluate(tiny_config(data_dir, **{"model.semantic_head": "fcn"}), str(tmp_path))
+  with pytest.raises(UserError, match=r"Unknown dataset 'cityscapez'"):
+    train.train_and_evaluate(tiny_config(data_dir, **{"dataset.name": "cityscapez"}), str(tmp_path))
+
+
+def test_corrupt_checkpoint_is_named_and_kept(data_dir, straight, tmp_path):
+  import shutil  # pylint: disable=g-import-not-at-top
+  workdir = str(tmp_path / "run")
+  shutil.copytree(straight, workdir)
+  state_dir = os.path.join(workdir, "checkpoints", "8", "state")
+  damaged = []
+  for root, _, files in os.walk(state_dir):
+    for name in files:
+      path = os.path.join(root, name)
+      with open(path, "wb") as f:
+        f.write(b"garbage")
+      damaged.append(path)
+  with pytest.raises(UserError, match=r"Cannot read checkpoint step 8 .* left untouched"):
+    train.train_and_evaluate(tiny_config(data_dir, total_steps=12), workdir)
+  assert all(open(p, "rb").read() == b"garbage" for p in damaged)  # nothing deleted or overwritten
+  assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["4", "8"]
