@@ -1,5 +1,6 @@
 """The config schema: every key a recipe may set, with its default, so a typo is caught by name."""
 import difflib
+import importlib.util
 
 import ml_collections
 from ml_collections import config_dict
@@ -71,3 +72,11 @@ def _check_keys(config, schema, path):
       raise UserError(f"Unknown config key '{path}.{key}'{hint}")
     if isinstance(value, ml_collections.ConfigDict) and key not in _FREE:
       _check_keys(value, schema[key], f"{path}.{key}")
+
+
+def load_config_file(path):
+  """`get_config()` of a config file, loaded the way config_flags loads it."""
+  spec = importlib.util.spec_from_file_location("_segjax_config", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()

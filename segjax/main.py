@@ -3,7 +3,6 @@
 python -m segjax.main --config=configs/semantic.py --workdir=/tmp/run [--config.total_steps=2000]
 """
 import difflib
-import importlib.util
 import os
 import re
 import sys
@@ -11,6 +10,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from segjax import config as config_lib
 from segjax.errors import UserError
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (configs/*.py).", lock_config=True)
@@ -23,10 +23,7 @@ def _explain_override(argv):
   path = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
   if path is None or not os.path.isfile(path.split(":")[0]):
     return f"Config file '{path}' does not exist; pass --config=configs/semantic.py or another file."
-  spec = importlib.util.spec_from_file_location("_segjax_config", path.split(":")[0])
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config()
+  config = config_lib.load_config_file(path.split(":")[0])
   for arg in argv:
     match = re.match(r"--config\.([\w.]+)(=|$)", arg)
     if not match:

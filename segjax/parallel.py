@@ -4,6 +4,8 @@ from jax.experimental import multihost_utils
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from segjax.errors import UserError
+
 
 def make_mesh(devices=None):
   """A 1-D mesh named `data` over `devices` (default: all devices of all processes)."""
@@ -23,10 +25,10 @@ def batch_sharding(mesh):
 def check_batch_size(global_batch, mesh, what="config.batch_size"):
   n = mesh.devices.size
   if global_batch % n:
-    raise ValueError(f"{what}={global_batch} is not divisible by the {n} devices; "
+    raise UserError(f"{what}={global_batch} is not divisible by the {n} devices; "
                      f"set it to a multiple of {n}.")
   if global_batch % jax.process_count():
-    raise ValueError(f"{what}={global_batch} is not divisible by the {jax.process_count()} processes.")
+    raise UserError(f"{what}={global_batch} is not divisible by the {jax.process_count()} processes.")
 
 
 def host_batch_size(global_batch):

@@ -88,7 +88,7 @@ def train_step(state, batch, *, model, tx, schedule, ignore_label):
   labels = batch["semantic"]
   correct = (jnp.argmax(outputs["semantic_logits"], -1) == labels) & (labels != ignore_label)
   metrics = {"loss": loss, **parts, "learning_rate": schedule(state.step),
-             "grad_norm": optax.global_norm(grads),
+             "grad_norm": optax.tree.norm(grads),
              "pixel_acc": correct.sum() / jnp.maximum((labels != ignore_label).sum(), 1)}
   new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
                             opt_state=opt_state)

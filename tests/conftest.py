@@ -27,7 +27,8 @@ def tiny_config(data_dir, **overrides):
   c.dataset.data_dir = data_dir
   c.input.crop_size = 48
   c.input.eval_size = 64
-  c.model.backbone_kwargs.widths = (4, 8, 8, 16)
+  c.model.backbone_kwargs.widths = (4, 8, 8, 16, 16)
+  c.model.backbone_kwargs.depths = (1, 1, 1)
   c.model.backbone_kwargs.features = 16
   c.model.semantic_head_kwargs.hidden = 8
   c.optimizer.lr = 1e-2

@@ -5,7 +5,6 @@ import subprocess
 import sys
 
 import pytest
-from ml_collections import config_flags
 
 from segjax import config as config_lib
 from segjax.errors import UserError
@@ -17,7 +16,7 @@ CONFIGS = sorted(glob.glob(os.path.join(ROOT, "configs", "**", "*.py"), recursiv
 
 @pytest.mark.parametrize("path", CONFIGS, ids=os.path.basename)
 def test_config_loads_validates_and_builds(path):
-  config = config_flags.config_flags._LoadConfigModule("cfg", path).get_config()  # pylint: disable=protected-access
+  config = config_lib.load_config_file(path)
   config_lib.validate(config)
   build_segmenter(config.model, config.dataset.num_classes)
   assert config.batch_size % 8 == 0 and config.total_steps > 0

@@ -65,7 +65,7 @@ def test_tfds_builder_splits_and_features(data_dir):
   assert ex["semantic"].shape == ex["instance"].shape == (64, 64, 1)
   assert ex["objects"]["bbox"].shape[1] == 4
   # Labels are stored losslessly and match the generator exactly.
-  again = scenes.draw_scene([0, 1, 0], size=64, max_objects=5)
+  again = scenes.draw_scene([0, 1, int(ex["image_id"])], size=64, max_objects=5)
   np.testing.assert_array_equal(ex["semantic"].numpy()[..., 0], again["semantic"])
   np.testing.assert_array_equal(ex["instance"].numpy()[..., 0], again["instance"])
   np.testing.assert_array_equal(ex["objects"]["label"].numpy(), again["label"])

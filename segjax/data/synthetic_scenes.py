@@ -34,6 +34,7 @@ class SyntheticScenes(tfds.core.GeneratorBasedBuilder):
     size = self.builder_config.image_size
     return self.dataset_info_from_configs(
         features=tfds.features.FeaturesDict({
+            "image_id": tfds.features.Scalar(np.int64),  # index in its split, the COCO image id
             "image": tfds.features.Image(shape=(size, size, 3), encoding_format="jpeg"),
             "semantic": tfds.features.Image(shape=(size, size, 1)),
             "instance": tfds.features.Image(shape=(size, size, 1)),
@@ -63,6 +64,7 @@ class SyntheticScenes(tfds.core.GeneratorBasedBuilder):
     with futures.ThreadPoolExecutor(os.cpu_count()) as pool:  # NumPy drawing releases the GIL
       for index, scene in enumerate(_chunked_map(pool, draw, seeds, chunk=64)):
         yield index, {
+            "image_id": index,
             "image": scene["image"],
             "semantic": scene["semantic"][..., None],
             "instance": scene["instance"][..., None],

@@ -16,33 +16,20 @@ def _standardise(images, dtype):
   return ((images - _MEAN) / _STD).astype(dtype)
 
 
-class SeedNet(nn.Module):
-  """The seed's small conv net, 256x256x3 -> 64x64x128 (stride 4).
-
-  A cheap pyramid (strides 4, 8, 16, the last dilated) is projected and summed back at stride 4
-  (as in an FPN), so each output pixel sees a whole object: telling a disk from a square needs the
-  outline, not the local colour.
-  """
-  widths: Sequence[int] = (24, 48, 96, 192)
+class PixelNet(nn.Module):
+  """A control that sees one pixel at a time (1x1 convs only): it can use colour but never shape."""
+  width: int = 64
+  depth: int = 3
   features: int = 128
   dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, images, train):
-    w = self.widths
     x = _standardise(images, self.dtype)
-    x = ConvBN(w[0], stride=2, dtype=self.dtype)(x, train)
-    x = ConvBN(w[1], stride=2, dtype=self.dtype)(x, train)
-    s4 = ConvBN(w[1], dtype=self.dtype)(x, train)
-    x = ConvBN(w[2], stride=2, dtype=self.dtype)(s4, train)
-    s8 = ConvBN(w[2], dtype=self.dtype)(x, train)
-    x = ConvBN(w[3], stride=2, dtype=self.dtype)(s8, train)
-    x = ConvBN(w[3], dilation=2, dtype=self.dtype)(x, train)
-    s16 = ConvBN(w[3], dilation=4, dtype=self.dtype)(x, train)
-    h, wd = s4.shape[1:3]
-    lateral = [ConvBN(self.features, kernel=1, relu=False, dtype=self.dtype)(f, train) for f in (s4, s8, s16)]
-    out = nn.relu(lateral[0] + resize(lateral[1], h, wd) + resize(lateral[2], h, wd))
-    return {"low": s4, "out": out}
+    for _ in range(self.depth):
+      x = ConvBN(self.width, kernel=1, dtype=self.dtype)(x, train)
+    x = ConvBN(self.features, kernel=1, dtype=self.dtype)(x, train)
+    return {"low": x, "out": x}
 
 
 class BasicBlock(nn.Module):
@@ -58,6 +45,36 @@ class BasicBlock(nn.Module):
     if x.shape != y.shape:
       x = ConvBN(self.features, kernel=1, stride=self.stride, relu=False, dtype=self.dtype)(x, train)
     return nn.relu(x + y)
+
+
+class SeedNet(nn.Module):
+  """The seed's small conv net, 256x256x3 -> 64x64x128 (stride 4).
+
+  Residual stages at strides 8, 16 and 32 are projected and summed back at stride 4 (as in an FPN),
+  so each output pixel sees a whole object: telling a disk from a square needs the outline, which
+  takes depth and a wide view, not the local colour.
+  """
+  widths: Sequence[int] = (24, 48, 64, 128, 256)
+  depths: Sequence[int] = (2, 2, 2)  # residual blocks at strides 8, 16, 32
+  features: int = 128
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, images, train):
+    w = self.widths
+    x = _standardise(images, self.dtype)
+    x = ConvBN(w[0], stride=2, dtype=self.dtype)(x, train)
+    x = ConvBN(w[1], stride=2, dtype=self.dtype)(x, train)
+    levels = [ConvBN(w[1], dtype=self.dtype)(x, train)]
+    for width, depth in zip(w[2:], self.depths):
+      x = ConvBN(width, stride=2, dtype=self.dtype)(levels[-1], train)
+      for _ in range(depth):
+        x = BasicBlock(width, dtype=self.dtype)(x, train)
+      levels.append(x)
+    h, wd = levels[0].shape[1:3]
+    out = sum(resize(ConvBN(self.features, kernel=1, relu=False, dtype=self.dtype)(f, train), h, wd)
+              for f in levels)
+    return {"low": levels[0], "out": nn.relu(out)}
 
 
 class Bottleneck(nn.Module):
@@ -113,4 +130,4 @@ def resnet50(**kwargs):
   return ResNet(stage_sizes=(3, 4, 6, 3), block=Bottleneck, **kwargs)
 
 
-BACKBONES = {"seed": SeedNet, "resnet18": resnet18, "resnet50": resnet50}
+BACKBONES = {"seed": SeedNet, "pixel": PixelNet, "resnet18": resnet18, "resnet50": resnet50}
