@@ -137,3 +137,11 @@ def test_corrupt_checkpoint_is_named_and_kept(data_dir, straight, tmp_path):
     train.train_and_evaluate(tiny_config(data_dir, total_steps=12), workdir)
   assert all(open(p, "rb").read() == b"garbage" for p in damaged)  # nothing deleted or overwritten
   assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["4", "8"]
+
+
+def test_bfloat16_compute_trains_and_evaluates(data_dir, tmp_path):
+  config = tiny_config(data_dir, total_steps=4, **{"model.dtype": "bfloat16"})
+  state = train.train_and_evaluate(config, str(tmp_path))
+  assert all(p.dtype == np.float32 for p in jax.tree.leaves(state.params))  # float32 master weights
+  losses = [t["loss"] for t in _lines(str(tmp_path), "train")]
+  assert np.all(np.isfinite(losses)) and 0.0 <= _lines(str(tmp_path), "eval")[-1]["miou"] <= 1.0

@@ -7,7 +7,7 @@ placed touching or overlapping, which is what makes instance segmentation harder
 import numpy as np
 
 CLASS_NAMES = ("background", "disk", "square", "triangle")
-MIN_VISIBLE_FRACTION = 0.6
+MIN_VISIBLE_FRACTION = 0.7  # more hidden and a shape is ambiguous even to a person
 
 
 def _shape_mask(kind, yy, xx, cy, cx, radius, angle):
