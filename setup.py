@@ -7,6 +7,7 @@ from setuptools import find_packages, setup
 
 _TF = "tensorflow{}>=2.20,<2.22"
 _LINUX_X86 = "platform_system == 'Linux' and platform_machine == 'x86_64'"
+_NOT_LINUX_X86 = "platform_system != 'Linux' or platform_machine != 'x86_64'"
 
 setup(
     name="segjax",
@@ -23,7 +24,7 @@ setup(
         "orbax-checkpoint>=0.12.4,<0.13",
         # The CPU build is enough: TensorFlow only feeds data, JAX does the compute.
         _TF.format("-cpu") + "; " + _LINUX_X86,
-        _TF.format("") + "; not (" + _LINUX_X86 + ")",
+        _TF.format("") + "; " + _NOT_LINUX_X86,
         "tensorflow-datasets>=4.9.9,<4.10",
         "importlib_resources>=6",  # tfds imports it without declaring it
         "ml-collections>=1.0,<2",
