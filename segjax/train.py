@@ -18,10 +18,11 @@ import numpy as np
 import optax
 
 from segjax import config as config_lib
-from segjax import losses, parallel
+from segjax import losses, parallel, visualize
 from segjax.checkpoint import Checkpointer
 from segjax.errors import UserError
 from segjax.evaluation import confusion_matrix, semantic_metrics
+from segjax.metrics_writer import MetricsWriter
 from segjax.models import build_segmenter
 
 
@@ -116,7 +117,7 @@ def compile_steps(model, tx, schedule, config, mesh):
   return train, evaluate
 
 
-def _prepare_workdir(workdir, config):
+def _check_writable(workdir):
   try:
     os.makedirs(workdir, exist_ok=True)
     probe = os.path.join(workdir, ".write_test")
@@ -126,9 +127,6 @@ def _prepare_workdir(workdir, config):
   except OSError as e:
     raise UserError(f"Cannot write to workdir '{workdir}' ({e.strerror}); choose a writable "
                     "--workdir.") from e
-  if jax.process_index() == 0:
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      f.write(config.to_json_best_effort(indent=2))
 
 
 def _run_eval(eval_fn, state, eval_data, mesh, class_names, writer, step, config):
@@ -143,9 +141,8 @@ def _run_eval(eval_fn, state, eval_data, mesh, class_names, writer, step, config
   writer.write(step, "eval", {"miou": metrics["miou"], "pixel_acc": metrics["pixel_acc"]},
                extra={"iou_per_class": metrics["iou_per_class"]})
   if pictures is not None:
-    from segjax.visualize import side_by_side  # pylint: disable=g-import-not-at-top
     writer.images(step, "eval/image_truth_prediction",
-                  side_by_side(*pictures, config.dataset.num_classes, config.dataset.ignore_label))
+                  visualize.side_by_side(*pictures, config.dataset.num_classes, config.dataset.ignore_label))
   logging.info("eval at step %d: mIoU %.4f, pixel accuracy %.4f", step, metrics["miou"],
                metrics["pixel_acc"])
   return metrics
@@ -154,10 +151,9 @@ def _run_eval(eval_fn, state, eval_data, mesh, class_names, writer, step, config
 def train_and_evaluate(config, workdir):
   """Trains and evaluates per `config`, resuming from the latest checkpoint in `workdir`."""
   from segjax import data  # pylint: disable=g-import-not-at-top  (TensorFlow stays out of the steps)
-  from segjax.metrics_writer import MetricsWriter  # pylint: disable=g-import-not-at-top
 
   config_lib.validate(config)
-  _prepare_workdir(workdir, config)
+  _check_writable(workdir)
   mesh = parallel.make_mesh()
   parallel.check_batch_size(config.batch_size, mesh)
   parallel.check_batch_size(config.eval_batch_size, mesh, "config.eval_batch_size")
@@ -178,6 +174,9 @@ def train_and_evaluate(config, workdir):
   if latest is not None:
     state, _ = ckpt.restore(latest, state)
     logging.info("Resuming from the checkpoint at step %d in %s.", latest, ckpt.directory)
+  if jax.process_index() == 0:  # only now: a failed restore leaves the run's files as they were
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+      f.write(config.to_json_best_effort(indent=2))
   start = int(state.step)
   if start >= config.total_steps:
     logging.info("Run already finished: step %d >= total_steps %d; nothing to train.", start,

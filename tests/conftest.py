@@ -31,6 +31,7 @@ def tiny_config(data_dir, **overrides):
   c.model.backbone_kwargs.depths = (1, 1, 1)
   c.model.backbone_kwargs.features = 16
   c.model.semantic_head_kwargs.hidden = 8
+  c.model.semantic_head_kwargs.refine = 4
   c.optimizer.lr = 1e-2
   c.optimizer.schedule = "constant"
   c.batch_size = 8

@@ -1,4 +1,4 @@
-"""Backbones: images (N, H, W, 3) in [0, 1] -> {"low": stride-4 features, "out": deepest features}."""
+"""Backbones: images (N, H, W, 3) in [0, 1] -> {"fine": stride 2, "low": stride 4, "out": deepest}."""
 from typing import Any, Sequence
 
 import flax.linen as nn
@@ -29,7 +29,7 @@ class PixelNet(nn.Module):
     for _ in range(self.depth):
       x = ConvBN(self.width, kernel=1, dtype=self.dtype)(x, train)
     x = ConvBN(self.features, kernel=1, dtype=self.dtype)(x, train)
-    return {"low": x, "out": x}
+    return {"fine": x, "low": x, "out": x}
 
 
 class BasicBlock(nn.Module):
@@ -63,8 +63,8 @@ class SeedNet(nn.Module):
   def __call__(self, images, train):
     w = self.widths
     x = _standardise(images, self.dtype)
-    x = ConvBN(w[0], stride=2, dtype=self.dtype)(x, train)
-    x = ConvBN(w[1], stride=2, dtype=self.dtype)(x, train)
+    fine = ConvBN(w[0], stride=2, dtype=self.dtype)(x, train)
+    x = ConvBN(w[1], stride=2, dtype=self.dtype)(fine, train)
     levels = [ConvBN(w[1], dtype=self.dtype)(x, train)]
     for width, depth in zip(w[2:], self.depths):
       x = ConvBN(width, stride=2, dtype=self.dtype)(levels[-1], train)
@@ -74,7 +74,7 @@ class SeedNet(nn.Module):
     h, wd = levels[0].shape[1:3]
     out = sum(resize(ConvBN(self.features, kernel=1, relu=False, dtype=self.dtype)(f, train), h, wd)
               for f in levels)
-    return {"low": levels[0], "out": nn.relu(out)}
+    return {"fine": fine, "low": levels[0], "out": nn.relu(out)}
 
 
 class Bottleneck(nn.Module):
@@ -106,7 +106,7 @@ class ResNet(nn.Module):
     if self.output_stride not in (8, 16, 32):
       raise ValueError(f"ResNet output_stride must be 8, 16 or 32, not {self.output_stride}.")
     x = _standardise(images, self.dtype)
-    x = ConvBN(self.width, kernel=7, stride=2, dtype=self.dtype)(x, train)
+    fine = x = ConvBN(self.width, kernel=7, stride=2, dtype=self.dtype)(x, train)
     x = nn.max_pool(x, (3, 3), (2, 2), padding="SAME")
     stride, dilation, low = 4, 1, None
     for i, num_blocks in enumerate(self.stage_sizes):
@@ -119,7 +119,7 @@ class ResNet(nn.Module):
                        dilation=dilation, dtype=self.dtype)(x, train)
       if i == 0:
         low = x
-    return {"low": low, "out": x}
+    return {"fine": fine, "low": low, "out": x}
 
 
 def resnet18(**kwargs):
