@@ -32,6 +32,7 @@ setup(
         "absl-py>=2.1,<3",
         "numpy>=1.26,<3",
         "tensorboardX>=2.6,<3",
+        "pycocotools>=2.0.7,<3",
         "pillow>=10,<14",
     ],
     extras_require={"test": ["pytest>=8,<10"]},

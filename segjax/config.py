@@ -8,7 +8,7 @@ from ml_collections import config_dict
 from segjax.errors import UserError
 
 # Sub-dicts whose keys are free: they are passed as keyword arguments to a module.
-_FREE = ("backbone_kwargs", "semantic_head_kwargs")
+_FREE = ("backbone_kwargs", "semantic_head_kwargs", "instance_head_kwargs")
 
 
 def base_config():
@@ -21,6 +21,7 @@ def base_config():
       train_split="train",
       eval_split="validation",
       num_classes=4,
+      thing_classes=(1, 2, 3),  # classes with instances; the others are stuff
       ignore_label=255,
   ))
   c.input = ml_collections.ConfigDict(dict(
@@ -36,7 +37,24 @@ def base_config():
       backbone_kwargs=ml_collections.ConfigDict(),
       semantic_head="seed",
       semantic_head_kwargs=ml_collections.ConfigDict(),
+      instance_head="",  # "" for semantic only, or center_offset
+      instance_head_kwargs=ml_collections.ConfigDict(),
       dtype="float32",  # compute dtype; parameters, loss and metrics stay float32
+  ))
+  c.loss = ml_collections.ConfigDict(dict(
+      semantic_weight=1.0,
+      semantic_top_k=1.0,  # fraction of each image's hardest pixels in the cross-entropy; 1 = all
+      center_weight=200.0,  # heatmap MSE (Panoptic-DeepLab's weights)
+      offset_weight=0.01,  # offset L1, in pixels
+      center_sigma=8.0,  # Gaussian of the centre targets, in pixels
+      max_instances=32,  # instance ids above this share one target slot
+  ))
+  c.postprocess = ml_collections.ConfigDict(dict(
+      center_threshold=0.1,
+      nms_kernel=7,
+      top_k=16,  # instance slots per image
+      min_stuff_area=64,
+      label_divisor=1000,
   ))
   c.optimizer = ml_collections.ConfigDict(dict(
       name="adamw",  # adamw | sgd

@@ -18,10 +18,11 @@ import numpy as np
 import optax
 
 from segjax import config as config_lib
-from segjax import losses, parallel, visualize
+from segjax import losses, parallel, postprocess
+from segjax.evaluator import evaluate
 from segjax.checkpoint import Checkpointer
 from segjax.errors import UserError
-from segjax.evaluation import confusion_matrix, semantic_metrics
+from segjax.evaluation import confusion_matrix
 from segjax.metrics_writer import MetricsWriter
 from segjax.models import build_segmenter
 
@@ -74,13 +75,13 @@ def create_train_state(model, tx, rng, image_size):
                     batch_stats=variables.get("batch_stats", {}), opt_state=tx.init(variables["params"]))
 
 
-def train_step(state, batch, *, model, tx, schedule, ignore_label):
+def train_step(state, batch, *, model, tx, schedule, loss_config, ignore_label):
   """One optimisation step on a global batch; BatchNorm statistics are over the whole batch."""
 
   def loss_fn(params):
     outputs, updates = model.apply({"params": params, "batch_stats": state.batch_stats},
                                    batch["image"], train=True, mutable=["batch_stats"])
-    loss, parts = losses.segmentation_loss(outputs, batch, ignore_label)
+    loss, parts = losses.segmentation_loss(outputs, batch, loss_config, ignore_label)
     return loss, (parts, updates["batch_stats"], outputs)
 
   (loss, (parts, batch_stats, outputs)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
@@ -96,12 +97,27 @@ def train_step(state, batch, *, model, tx, schedule, ignore_label):
   return new_state, metrics
 
 
-def eval_step(state, batch, *, model, num_classes, ignore_label):
-  """Confusion matrix of one global batch (padding excluded) and the predicted label maps."""
+def eval_step(state, batch, *, model, config):
+  """Confusion matrix of one global batch (padding excluded), the predicted label maps and, with an
+  instance head, the instances and panoptic maps, all post-processed on device."""
+  ds, pp = config.dataset, config.postprocess
   outputs = model.apply({"params": state.params, "batch_stats": state.batch_stats},
                         batch["image"], train=False)
   pred = jnp.argmax(outputs["semantic_logits"], -1)
-  return confusion_matrix(pred, batch["semantic"], batch["valid"], num_classes, ignore_label), pred
+  result = {"confusion": confusion_matrix(pred, batch["semantic"], batch["valid"], ds.num_classes,
+                                          ds.ignore_label),
+            "semantic": pred}
+  if "center" in outputs:
+    things = tuple(ds.thing_classes)
+    inst = jax.vmap(functools.partial(
+        postprocess.instances, thing_classes=things, threshold=pp.center_threshold,
+        nms_kernel=pp.nms_kernel, top_k=pp.top_k))(outputs["semantic_logits"], outputs["center"],
+                                                    outputs["offsets"])
+    result["instances"] = inst
+    result["panoptic"] = jax.vmap(functools.partial(
+        postprocess.panoptic_fusion, thing_classes=things, min_stuff_area=pp.min_stuff_area,
+        label_divisor=pp.label_divisor))(pred, inst)
+  return result
 
 
 def compile_steps(model, tx, schedule, config, mesh):
@@ -109,12 +125,12 @@ def compile_steps(model, tx, schedule, config, mesh):
   rep, split = parallel.replicated(mesh), parallel.batch_sharding(mesh)
   ds = config.dataset
   train = jax.jit(
-      functools.partial(train_step, model=model, tx=tx, schedule=schedule, ignore_label=ds.ignore_label),
+      functools.partial(train_step, model=model, tx=tx, schedule=schedule, loss_config=config.loss,
+                        ignore_label=ds.ignore_label),
       in_shardings=(rep, split), out_shardings=(rep, rep), donate_argnums=0)
-  evaluate = jax.jit(
-      functools.partial(eval_step, model=model, num_classes=ds.num_classes, ignore_label=ds.ignore_label),
-      in_shardings=(rep, split), out_shardings=(rep, split))
-  return train, evaluate
+  # Outputs keep the batch split; the confusion matrix, a sum over it, comes out replicated.
+  eval_fn = jax.jit(functools.partial(eval_step, model=model, config=config), in_shardings=(rep, split))
+  return train, eval_fn
 
 
 def _check_writable(workdir):
@@ -127,25 +143,6 @@ def _check_writable(workdir):
   except OSError as e:
     raise UserError(f"Cannot write to workdir '{workdir}' ({e.strerror}); choose a writable "
                     "--workdir.") from e
-
-
-def _run_eval(eval_fn, state, eval_data, mesh, class_names, writer, step, config):
-  confusion, pictures = None, None
-  for batch in eval_data:
-    conf, pred = eval_fn(state, parallel.to_global(batch, mesh))
-    confusion = conf if confusion is None else confusion + conf
-    if pictures is None and config.num_summary_images:
-      n = config.num_summary_images
-      pictures = (batch["image"][:n], batch["semantic"][:n], parallel.to_host_local(pred, mesh)[:n])
-  metrics = semantic_metrics(jax.device_get(confusion), class_names)
-  writer.write(step, "eval", {"miou": metrics["miou"], "pixel_acc": metrics["pixel_acc"]},
-               extra={"iou_per_class": metrics["iou_per_class"]})
-  if pictures is not None:
-    writer.images(step, "eval/image_truth_prediction",
-                  visualize.side_by_side(*pictures, config.dataset.num_classes, config.dataset.ignore_label))
-  logging.info("eval at step %d: mIoU %.4f, pixel accuracy %.4f", step, metrics["miou"],
-               metrics["pixel_acc"])
-  return metrics
 
 
 def train_and_evaluate(config, workdir):
@@ -205,7 +202,7 @@ def train_and_evaluate(config, workdir):
                    time.strftime("%H:%M:%S", time.gmtime((config.total_steps - step) / rate)))
       t0, s0 = time.perf_counter(), step
     if step % config.eval_every == 0 or last:
-      _run_eval(eval_fn, state, eval_data, mesh, class_names, writer, step, config)
+      evaluate(eval_fn, state, eval_data, mesh, config, class_names, step, workdir, writer)
     if step % config.checkpoint_every == 0 or last:
       ckpt.save(step, state, {"step": step, "config": json.loads(config.to_json_best_effort())})
   ckpt.close()

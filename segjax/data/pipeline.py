@@ -10,12 +10,16 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from segjax.data import augment
+from segjax.data import augment, targets
 from segjax.errors import UserError
 
 _LOCAL = ("synthetic_scenes",)  # builders that need no download: prepared on first use
-_LABEL_KEYS = ("semantic",)
 _AUTOTUNE = tf.data.AUTOTUNE
+
+
+def _label_keys(config):
+  """Label maps the run needs: the instance-id map only when the model has an instance head."""
+  return ("semantic", "instance") if config.model.instance_head else ("semantic",)
 
 
 def _builder(config):
@@ -50,10 +54,10 @@ def _host_split(builder, split):
   return tfds.split_for_jax_process(split)
 
 
-def _decode(features, example):
+def _decode(features, example, label_keys):
   """Decodes the image and label maps that skip_decoding left encoded."""
   image = features["image"].decode_example(example["image"])
-  labels = tf.concat([features[k].decode_example(example[k]) for k in _LABEL_KEYS], axis=-1)
+  labels = tf.concat([features[k].decode_example(example[k]) for k in label_keys], axis=-1)
   return image, labels
 
 
@@ -67,13 +71,15 @@ def _check_labels(batch, num_classes, ignore_label):
 
 
 def train_batches(config, start_step, host_batch):
-  """Yields host batches {"image": float32 (B, S, S, 3) in [0, 1], "semantic": int32 (B, S, S)}."""
+  """Yields host batches {"image": float32 (B, S, S, 3) in [0, 1], "semantic": int32 (B, S, S)},
+  plus centre and offset targets and their weights when the model has an instance head."""
   builder = _builder(config)
   split = _host_split(builder, config.dataset.train_split)
-  decoders = {k: tfds.decode.SkipDecoding() for k in ("image",) + _LABEL_KEYS}
+  keys = ("image",) + _label_keys(config)
+  decoders = {k: tfds.decode.SkipDecoding() for k in keys}
   records = builder.as_dataset(split=split, shuffle_files=False, decoders=decoders,
                                read_config=tfds.ReadConfig(interleave_cycle_length=1))
-  records = records.map(lambda ex: {k: ex[k] for k in ("image",) + _LABEL_KEYS})
+  records = records.map(lambda ex: {k: ex[k] for k in keys})
   size = builder.info.splits[split].num_examples
   if size < host_batch:
     raise UserError(f"Split '{split}' has {size} examples, fewer than one host batch of {host_batch}.")
@@ -90,11 +96,17 @@ def train_batches(config, start_step, host_batch):
   inp = config.input
 
   def prepare(seed, example):
-    image, labels = _decode(features, example)
+    image, labels = _decode(features, example, keys[1:])
     image, labels = augment.scale_crop_flip(
         image, labels, seed, inp.crop_size, inp.min_scale, inp.max_scale, inp.flip,
         config.dataset.ignore_label)
-    return {"image": image, "semantic": tf.cast(labels[..., 0], tf.int32)}
+    labels = tf.cast(labels, tf.int32)
+    batch = {"image": image, "semantic": labels[..., 0]}
+    if config.model.instance_head:  # targets after the crop, so centres are where the model sees them
+      batch.update(targets.center_offset_targets(
+          labels[..., 0], labels[..., 1], tuple(config.dataset.thing_classes), config.loss.center_sigma,
+          config.dataset.ignore_label, config.loss.max_instances))
+    return batch
 
   ds = tf.data.Dataset.range(start_epoch, 2**62).flat_map(epoch).skip(offset)
   ds = ds.map(prepare, num_parallel_calls=_AUTOTUNE, deterministic=True)
@@ -117,22 +129,29 @@ class EvalData:
     self.num_batches = -(-per_host // host_batch)
     features = builder.info.features
     size, ignore = config.input.eval_size, config.dataset.ignore_label
-    decoders = {k: tfds.decode.SkipDecoding() for k in ("image",) + _LABEL_KEYS}
+    keys = _label_keys(config)
+    decoders = {k: tfds.decode.SkipDecoding() for k in ("image",) + keys}
 
     def prepare(example):
-      image, labels = augment.pad_to(*_decode(features, example), size, ignore)
-      return {"image": tf.cast(image, tf.uint8), "semantic": labels[..., 0], "valid": True}
+      image, labels = augment.pad_to(*_decode(features, example, keys), size, ignore)
+      out = {"image": tf.cast(image, tf.uint8), "valid": True,
+             "image_id": tf.cast(example.get("image_id", -1), tf.int64)}
+      out.update({k: labels[..., i] for i, k in enumerate(keys)})
+      return out
 
     real = builder.as_dataset(split=split, shuffle_files=False, decoders=decoders).map(
         prepare, num_parallel_calls=_AUTOTUNE).cache()
-    pad = tf.data.Dataset.from_tensors({
-        "image": tf.zeros([size, size, 3], tf.uint8),
-        "semantic": tf.fill([size, size], tf.constant(ignore, tf.uint8)),
-        "valid": False}).repeat()
-    ds = real.concatenate(pad).take(self.num_batches * host_batch)
-    self._ds = ds.map(lambda ex: {"image": tf.cast(ex["image"], tf.float32) / 255.0,
-                                  "semantic": tf.cast(ex["semantic"], tf.int32),
-                                  "valid": ex["valid"]}).batch(host_batch).prefetch(2)
+    pad = {"image": tf.zeros([size, size, 3], tf.uint8), "valid": False,
+           "image_id": tf.constant(-1, tf.int64)}
+    pad.update({k: tf.fill([size, size], tf.constant(ignore, tf.uint8)) for k in keys})
+    ds = real.concatenate(tf.data.Dataset.from_tensors(pad).repeat()).take(self.num_batches * host_batch)
+
+    def scale(ex):
+      out = dict(ex, image=tf.cast(ex["image"], tf.float32) / 255.0)
+      out.update({k: tf.cast(ex[k], tf.int32) for k in keys})
+      return out
+
+    self._ds = ds.map(scale).batch(host_batch).prefetch(2)
     self._num_classes, self._ignore = config.dataset.num_classes, ignore
 
   def __iter__(self):

@@ -1,0 +1,39 @@
+"""Panoptic-DeepLab targets from an instance-id map, made in tf.data beside the augmentation.
+
+Each instance is summarised by its centre of mass: a Gaussian on it in the `center` heatmap, and at
+every one of its pixels the 2-D `offsets` (dy, dx) from the pixel to it. Decoding the targets (peaks
+of the heatmap, each pixel moved by its offset to the nearest peak) gives back the instances.
+"""
+import tensorflow as tf
+
+
+def center_offset_targets(semantic, instance, thing_classes, sigma, ignore_label, max_instances):
+  """semantic, instance: (H, W) int32 maps; instance 0 means "no instance".
+
+  Returns center (H, W) float32 in [0, 1], offsets (H, W, 2) float32 in pixels,
+  center_weight (H, W) (0 on padding), offset_weight (H, W) (1 on pixels of thing instances).
+  """
+  h, w = tf.shape(instance)[0], tf.shape(instance)[1]
+  yy, xx = tf.meshgrid(tf.range(h, dtype=tf.float32), tf.range(w, dtype=tf.float32), indexing="ij")
+  is_thing = tf.reduce_any(semantic[..., None] == tf.constant(thing_classes, tf.int32), axis=-1)
+  ids = tf.where(is_thing & (semantic != ignore_label), instance, 0)
+  ids = tf.minimum(ids, max_instances)
+  n = max_instances + 1
+  count = tf.math.unsorted_segment_sum(tf.ones_like(yy), ids, n)
+  # Centres are rounded to a pixel, so each heatmap peak is one pixel of value 1.
+  cy = tf.round(tf.math.unsorted_segment_sum(yy, ids, n) / tf.maximum(count, 1.0))
+  cx = tf.round(tf.math.unsorted_segment_sum(xx, ids, n) / tf.maximum(count, 1.0))
+  present = (count > 0) & (tf.range(n) > 0)
+  # (n, H, W) Gaussians, one per instance present; the heatmap is their maximum.
+  d2 = (yy[None] - cy[:, None, None]) ** 2 + (xx[None] - cx[:, None, None]) ** 2
+  gauss = tf.exp(-d2 / (2.0 * sigma**2)) * tf.cast(present, tf.float32)[:, None, None]
+  center = tf.reduce_max(gauss, axis=0)
+  has_instance = ids > 0
+  offsets = tf.stack([tf.gather(cy, ids) - yy, tf.gather(cx, ids) - xx], axis=-1)
+  offsets = offsets * tf.cast(has_instance, tf.float32)[..., None]
+  return {
+      "center": center,
+      "offsets": offsets,
+      "center_weight": tf.cast(semantic != ignore_label, tf.float32),
+      "offset_weight": tf.cast(has_instance, tf.float32),
+  }

@@ -1,0 +1,89 @@
+"""COCO mask AP through pycocotools, with masks RLE-encoded by pycocotools.mask.
+
+The ground truth and the predictions it scores are written as COCO-format JSON, so anyone can
+rescore them with their own COCO tools.
+"""
+import contextlib
+import io
+import json
+import os
+
+import numpy as np
+from pycocotools import mask as mask_utils
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+
+def _rle(mask):
+  rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+  rle["counts"] = rle["counts"].decode("ascii")
+  return rle
+
+
+class CocoMaskEvaluator:
+  """Collects ground-truth and predicted instance masks image by image, then runs COCOeval."""
+
+  def __init__(self, class_names, thing_classes):
+    self.categories = [{"id": int(c), "name": class_names[c]} for c in thing_classes]
+    self._things = set(int(c) for c in thing_classes)
+    self.images, self.annotations, self.results = [], [], []
+
+  def add(self, image_id, semantic, instance, pred):
+    """semantic, instance: (H, W) ground truth; pred: dict of masks, valid, classes, scores (NumPy)."""
+    image_id = int(image_id)
+    h, w = semantic.shape
+    self.images.append({"id": image_id, "height": h, "width": w})
+    for k in np.unique(instance[instance > 0]):
+      mask = instance == k
+      category = int(np.bincount(semantic[mask]).argmax())
+      if category not in self._things:
+        continue
+      rle = _rle(mask)
+      self.annotations.append({
+          "id": len(self.annotations) + 1, "image_id": image_id, "category_id": category,
+          "segmentation": rle, "area": float(mask_utils.area(rle)),
+          "bbox": [float(v) for v in mask_utils.toBbox(rle)], "iscrowd": 0})
+    for k in np.nonzero(pred["valid"])[0]:
+      self.results.append({"image_id": image_id, "category_id": int(pred["classes"][k]),
+                           "segmentation": _rle(pred["masks"][k]), "score": float(pred["scores"][k])})
+
+  def write(self, directory):
+    os.makedirs(directory, exist_ok=True)
+    gt_path = os.path.join(directory, "instances_gt.json")
+    with open(gt_path, "w") as f:
+      json.dump({"images": self.images, "annotations": self.annotations,
+                 "categories": self.categories}, f)
+    res_path = os.path.join(directory, "instances_results.json")
+    with open(res_path, "w") as f:
+      json.dump(self.results, f)
+    return gt_path, res_path
+
+  def result(self, directory=None):
+    """mask_ap, mask_ap50, mask_ap75; scored from the JSON files when `directory` is given."""
+    if directory is not None:
+      return score_files(*self.write(directory))
+    gt = COCO()
+    gt.dataset = {"images": self.images, "annotations": self.annotations, "categories": self.categories}
+    with contextlib.redirect_stdout(io.StringIO()):
+      gt.createIndex()
+    return _score(gt, self.results)
+
+
+def score_files(gt_path, results_path):
+  """COCO mask AP of a results JSON against a ground-truth JSON, as anyone would compute it."""
+  with contextlib.redirect_stdout(io.StringIO()):
+    gt = COCO(gt_path)
+  with open(results_path) as f:
+    return _score(gt, json.load(f))
+
+
+def _score(gt, results):
+  if not results or not gt.dataset["annotations"]:
+    return {"mask_ap": 0.0, "mask_ap50": 0.0, "mask_ap75": 0.0}
+  with contextlib.redirect_stdout(io.StringIO()):
+    dt = gt.loadRes(results)
+    ev = COCOeval(gt, dt, iouType="segm")
+    ev.evaluate()
+    ev.accumulate()
+    ev.summarize()
+  return {"mask_ap": float(ev.stats[0]), "mask_ap50": float(ev.stats[1]), "mask_ap75": float(ev.stats[2])}

@@ -1,0 +1,67 @@
+"""Panoptic quality (PQ = SQ x RQ) as defined by Kirillov et al., vectorised with NumPy per image.
+
+Segments are matched when they share a class and IoU > 0.5, which makes the matching unique; a
+predicted segment that lies mostly (> 50%) on void ground truth is neither a hit nor a false positive.
+"""
+import numpy as np
+
+VOID = -1
+
+
+class PanopticQuality:
+  """Accumulates per-class IoU sums and TP/FP/FN over images; `result()` gives PQ, SQ, RQ."""
+
+  def __init__(self, num_classes, thing_classes, label_divisor=1000):
+    self.num_classes, self.label_divisor = num_classes, label_divisor
+    self.things = np.zeros(num_classes, bool)
+    self.things[list(thing_classes)] = True
+    self.iou = np.zeros(num_classes)
+    self.tp, self.fp, self.fn = (np.zeros(num_classes, np.int64) for _ in range(3))
+
+  def add(self, truth, pred):
+    """truth, pred: (H, W) panoptic id maps (class * label_divisor + instance, VOID = -1)."""
+    truth, pred = np.asarray(truth, np.int64).ravel(), np.asarray(pred, np.int64).ravel()
+    gt_ids, gt_index, gt_area = np.unique(truth, return_inverse=True, return_counts=True)
+    pr_ids, pr_index, pr_area = np.unique(pred, return_inverse=True, return_counts=True)
+    pairs, inter = np.unique(gt_index * len(pr_ids) + pr_index, return_counts=True)
+    g, p = pairs // len(pr_ids), pairs % len(pr_ids)
+    gt_void, pr_void = gt_ids == VOID, pr_ids == VOID
+    # Pixels of each predicted segment that fall on void ground truth.
+    on_void = np.zeros(len(pr_ids), np.int64)
+    np.add.at(on_void, p[gt_void[g]], inter[gt_void[g]])
+    real = ~gt_void[g] & ~pr_void[p]
+    g, p, inter = g[real], p[real], inter[real]
+    gt_class, pr_class = gt_ids // self.label_divisor, pr_ids // self.label_divisor
+    union = gt_area[g] + pr_area[p] - inter - on_void[p]
+    iou = inter / union
+    hit = (iou > 0.5) & (gt_class[g] == pr_class[p])
+    np.add.at(self.iou, gt_class[g[hit]], iou[hit])
+    np.add.at(self.tp, gt_class[g[hit]], 1)
+    matched_gt = np.zeros(len(gt_ids), bool)
+    matched_gt[g[hit]] = True
+    matched_pr = np.zeros(len(pr_ids), bool)
+    matched_pr[p[hit]] = True
+    missed = ~matched_gt & ~gt_void
+    np.add.at(self.fn, gt_class[missed], 1)
+    false = ~matched_pr & ~pr_void & (on_void <= 0.5 * pr_area)
+    np.add.at(self.fp, pr_class[false], 1)
+
+  def result(self):
+    """PQ, SQ, RQ over all classes seen, over things and over stuff."""
+    seen = (self.tp + self.fp + self.fn) > 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+      sq = np.where(self.tp > 0, self.iou / self.tp, 0.0)
+      rq = self.tp / (self.tp + 0.5 * self.fp + 0.5 * self.fn)
+    out = {}
+    for name, keep in (("", seen), ("_things", seen & self.things), ("_stuff", seen & ~self.things)):
+      for metric, values in (("pq", sq * rq), ("sq", sq), ("rq", rq)):
+        out[metric + name] = float(values[keep].mean()) if keep.any() else 0.0
+    return out
+
+
+def panoptic_from_labels(semantic, instance, thing_classes, ignore_label, label_divisor=1000):
+  """Ground-truth panoptic ids from a semantic and an instance-id map (NumPy, one image)."""
+  semantic, instance = np.asarray(semantic, np.int64), np.asarray(instance, np.int64)
+  is_thing = np.isin(semantic, list(thing_classes))
+  ids = np.where(is_thing, semantic * label_divisor + instance, semantic * label_divisor)
+  return np.where((semantic == ignore_label) | (is_thing & (instance == 0)), VOID, ids)
