@@ -33,6 +33,7 @@ setup(
         "numpy>=1.26,<3",
         "tensorboardX>=2.6,<3",
         "pycocotools>=2.0.7,<3",
+        "matplotlib>=3.8,<4",
         "pillow>=10,<14",
     ],
     extras_require={"test": ["pytest>=8,<10"]},

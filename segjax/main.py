@@ -33,7 +33,12 @@ def _explain_override(argv):
       if not hasattr(node, "keys") or key not in node:
         known = list(node.keys()) if hasattr(node, "keys") else []
         close = difflib.get_close_matches(key, known, n=1)
-        hint = f"did you mean '{close[0]}'?" if close else f"known keys here: {', '.join(sorted(known))}."
+        if close:
+          hint = f"did you mean '{close[0]}'?"
+        elif known:
+          hint = f"known keys here: {', '.join(sorted(known))}."
+        else:
+          hint = "this config sets no keys there; add the key to the config file to override it."
         return f"Unknown config key in {arg}: '{key}'; {hint}"
       node = node[key]
   return None

@@ -21,6 +21,7 @@ from segjax import config as config_lib
 from segjax import losses, parallel, postprocess
 from segjax.evaluator import evaluate
 from segjax.checkpoint import Checkpointer
+from segjax.curves import plot_curves
 from segjax.errors import UserError
 from segjax.evaluation import confusion_matrix
 from segjax.metrics_writer import MetricsWriter
@@ -174,6 +175,8 @@ def train_and_evaluate(config, workdir):
   if jax.process_index() == 0:  # only now: a failed restore leaves the run's files as they were
     with open(os.path.join(workdir, "config.json"), "w") as f:
       f.write(config.to_json_best_effort(indent=2))
+    with open(os.path.join(workdir, "class_names.json"), "w") as f:
+      json.dump(list(class_names), f)
   start = int(state.step)
   if start >= config.total_steps:
     logging.info("Run already finished: step %d >= total_steps %d; nothing to train.", start,
@@ -207,4 +210,6 @@ def train_and_evaluate(config, workdir):
       ckpt.save(step, state, {"step": step, "config": json.loads(config.to_json_best_effort())})
   ckpt.close()
   writer.close()
+  if jax.process_index() == 0:
+    plot_curves(workdir)
   return state

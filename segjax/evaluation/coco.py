@@ -14,7 +14,8 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 
-def _rle(mask):
+def encode_mask(mask):
+  """COCO RLE of a binary (H, W) mask, with its counts as text so it can go into JSON."""
   rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
   rle["counts"] = rle["counts"].decode("ascii")
   return rle
@@ -38,14 +39,14 @@ class CocoMaskEvaluator:
       category = int(np.bincount(semantic[mask]).argmax())
       if category not in self._things:
         continue
-      rle = _rle(mask)
+      rle = encode_mask(mask)
       self.annotations.append({
           "id": len(self.annotations) + 1, "image_id": image_id, "category_id": category,
           "segmentation": rle, "area": float(mask_utils.area(rle)),
           "bbox": [float(v) for v in mask_utils.toBbox(rle)], "iscrowd": 0})
     for k in np.nonzero(pred["valid"])[0]:
       self.results.append({"image_id": image_id, "category_id": int(pred["classes"][k]),
-                           "segmentation": _rle(pred["masks"][k]), "score": float(pred["scores"][k])})
+                           "segmentation": encode_mask(pred["masks"][k]), "score": float(pred["scores"][k])})
 
   def write(self, directory):
     os.makedirs(directory, exist_ok=True)
