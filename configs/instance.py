@@ -10,6 +10,9 @@ from segjax.config import base_config
 def get_config():
   c = base_config()
   c.model.instance_head = "center_offset"
+  # Panoptic-DeepLab's centre weight of 200 outweighs the cross-entropy here and delays learning
+  # the shapes, which the shared backbone needs for both heads; 50 keeps the two comparable.
+  c.loss.center_weight = 50.0
   c.input.crop_size = 160
   c.optimizer.lr = 4e-3
   c.optimizer.warmup_steps = 50

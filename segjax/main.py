@@ -55,14 +55,17 @@ def _parse_flags(argv):
 
 
 def _quiet_libraries(record):
-  """Keeps Orbax's per-save INFO chatter out of the progress log; its warnings still show."""
+  """Keeps Orbax's per-save INFO chatter out of the progress log; its warnings still show.
+
+  On the inner handler: ABSLHandler.handle forwards to it without applying its own filters.
+  """
   return record.levelno >= logging.WARNING or "/orbax/" not in record.pathname
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-  logging.get_absl_handler().addFilter(_quiet_libraries)
+  logging.get_absl_handler().python_handler.addFilter(_quiet_libraries)
   from segjax import train  # pylint: disable=g-import-not-at-top  (after flags: JAX reads its own)
   try:
     train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
