@@ -3,6 +3,7 @@
 python -m segjax.main --config=configs/semantic.py --workdir=/tmp/run [--config.total_steps=2000]
 """
 import difflib
+import logging as std_logging  # absl's logging.WARNING is a verbosity (-1), not a record level
 import os
 import re
 import sys
@@ -59,7 +60,7 @@ def _quiet_libraries(record):
 
   On the inner handler: ABSLHandler.handle forwards to it without applying its own filters.
   """
-  return record.levelno >= logging.WARNING or "/orbax/" not in record.pathname
+  return record.levelno >= std_logging.WARNING or "/orbax/" not in record.pathname
 
 
 def main(argv):
