@@ -4,23 +4,13 @@ AP rewards ranking every plausible instance, so more and weaker centres are kept
 
 python -m segjax.main --config=configs/instance.py --workdir=/tmp/instance
 """
-from segjax.config import base_config
+import os
+
+from segjax.config import load_config_file
 
 
 def get_config():
-  c = base_config()
-  c.model.instance_head = "center_offset"
-  # Panoptic-DeepLab's centre weight of 200 outweighs the cross-entropy here and delays learning
-  # the shapes, which the shared backbone needs for both heads; 50 keeps the two comparable.
-  c.loss.center_weight = 50.0
-  c.input.crop_size = 160
-  c.optimizer.lr = 4e-3
-  c.optimizer.warmup_steps = 50
-  c.batch_size = 16
-  c.total_steps = 1800
-  c.log_every = 100
-  c.eval_every = 600
-  c.checkpoint_every = 600
+  c = load_config_file(os.path.join(os.path.dirname(os.path.abspath(__file__)), "panoptic.py"))
   c.postprocess.center_threshold = 0.03
   c.postprocess.top_k = 32
   return c
