@@ -190,26 +190,28 @@ def train_and_evaluate(config, workdir):
   logging.info("Training steps %d..%d on %d devices, global batch %d.", start, config.total_steps,
                mesh.devices.size, config.batch_size)
   t0, s0 = time.perf_counter(), start
-  for step in range(start + 1, config.total_steps + 1):
-    state, metrics = train_fn(state, parallel.to_global(next(batches), mesh))
-    last = step == config.total_steps
-    if step % config.log_every == 0 or last:
-      metrics = jax.device_get(metrics)
-      if not math.isfinite(metrics["loss"]):
-        raise FloatingPointError(f"Loss became {metrics['loss']} at step {step}; lower "
-                                 "config.optimizer.lr or set config.optimizer.grad_clip_norm.")
-      rate = (step - s0) / (time.perf_counter() - t0)
-      writer.write(step, "train", {**metrics, "steps_per_sec": rate})
-      logging.info("step %d/%d loss %.4f lr %.2e %.2f steps/s ETA %s", step, config.total_steps,
-                   metrics["loss"], metrics["learning_rate"], rate,
-                   time.strftime("%H:%M:%S", time.gmtime((config.total_steps - step) / rate)))
-      t0, s0 = time.perf_counter(), step
-    if step % config.eval_every == 0 or last:
-      evaluate(eval_fn, state, eval_data, mesh, config, class_names, step, workdir, writer)
-    if step % config.checkpoint_every == 0 or last:
-      ckpt.save(step, state, {"step": step, "config": json.loads(config.to_json_best_effort())})
-  ckpt.close()
-  writer.close()
+  try:
+    for step in range(start + 1, config.total_steps + 1):
+      state, metrics = train_fn(state, parallel.to_global(next(batches), mesh))
+      last = step == config.total_steps
+      if step % config.log_every == 0 or last:
+        metrics = jax.device_get(metrics)
+        if not math.isfinite(metrics["loss"]):
+          raise UserError(f"Loss became {metrics['loss']} at step {step}; lower "
+                          "config.optimizer.lr or set config.optimizer.grad_clip_norm.")
+        rate = (step - s0) / (time.perf_counter() - t0)
+        writer.write(step, "train", {**metrics, "steps_per_sec": rate})
+        logging.info("step %d/%d loss %.4f lr %.2e %.2f steps/s ETA %s", step, config.total_steps,
+                     metrics["loss"], metrics["learning_rate"], rate,
+                     time.strftime("%H:%M:%S", time.gmtime((config.total_steps - step) / rate)))
+        t0, s0 = time.perf_counter(), step
+      if step % config.eval_every == 0 or last:
+        evaluate(eval_fn, state, eval_data, mesh, config, class_names, step, workdir, writer)
+      if step % config.checkpoint_every == 0 or last:
+        ckpt.save(step, state, {"step": step, "config": json.loads(config.to_json_best_effort())})
+  finally:  # an in-flight async save completes even when the run stops on an error
+    ckpt.close()
+    writer.close()
   if jax.process_index() == 0:
     plot_curves(workdir)
   return state

@@ -145,3 +145,9 @@ def test_bfloat16_compute_trains_and_evaluates(data_dir, tmp_path):
   assert all(p.dtype == np.float32 for p in jax.tree.leaves(state.params))  # float32 master weights
   losses = [t["loss"] for t in _lines(str(tmp_path), "train")]
   assert np.all(np.isfinite(losses)) and 0.0 <= _lines(str(tmp_path), "eval")[-1]["miou"] <= 1.0
+
+
+def test_nan_loss_stops_with_a_sentence(data_dir, tmp_path):
+  config = tiny_config(data_dir, **{"optimizer.lr": 1e30})
+  with pytest.raises(UserError, match=r"Loss became nan at step \d+; lower config.optimizer.lr"):
+    train.train_and_evaluate(config, str(tmp_path))
