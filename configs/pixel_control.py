@@ -6,18 +6,17 @@ how much of the built-in run's score shape alone explains.
 
 python -m segjax.main --config=configs/pixel_control.py --workdir=/tmp/pixel_control
 """
-from segjax.config import base_config
+import os
+
+from segjax.config import load_config_file
 
 
 def get_config():
-  c = base_config()
+  c = load_config_file(os.path.join(os.path.dirname(os.path.abspath(__file__)), "semantic.py"))
   c.model.backbone = "pixel"
   c.model.backbone_kwargs.width = 32
   c.model.backbone_kwargs.features = 32
   c.model.semantic_head_kwargs.hidden = 32
-  c.input.crop_size = 160
-  c.optimizer.lr = 4e-3
-  c.optimizer.warmup_steps = 50
   c.total_steps = 400
   c.log_every = 50
   c.eval_every = 200

@@ -18,7 +18,7 @@ import ml_collections
 import numpy as np
 from PIL import Image, ImageDraw, UnidentifiedImageError
 
-from segjax import postprocess, train, visualize
+from segjax import train, visualize
 from segjax.checkpoint import Checkpointer
 from segjax.errors import UserError
 from segjax.evaluation.coco import encode_mask
@@ -63,22 +63,16 @@ def read_image(path):
 
 def make_predict_fn(config, model):
   """Jitted image -> semantic map, instances and panoptic map, post-processed on device."""
-  ds, pp = config.dataset, config.postprocess
-  things = tuple(ds.thing_classes)
 
   @jax.jit
   def predict(variables, image):
     out = model.apply(variables, image[None], train=False)
-    semantic = jnp.argmax(out["semantic_logits"][0], -1)
+    semantic = jnp.argmax(out["semantic_logits"], -1)
     result = {"semantic": semantic}
     if "center" in out:
-      inst = postprocess.instances(out["semantic_logits"][0], out["center"][0], out["offsets"][0],
-                                   thing_classes=things, threshold=pp.center_threshold,
-                                   nms_kernel=pp.nms_kernel, top_k=pp.top_k)
-      result.update(inst, panoptic=postprocess.panoptic_fusion(
-          semantic, inst, thing_classes=things, min_stuff_area=pp.min_stuff_area,
-          label_divisor=pp.label_divisor))
-    return result
+      post = train.postprocess_batch(out, semantic, config)
+      result.update(post["instances"], panoptic=post["panoptic"])
+    return jax.tree.map(lambda x: x[0], result)
 
   return predict
 

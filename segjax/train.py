@@ -98,10 +98,23 @@ def train_step(state, batch, *, model, tx, schedule, loss_config, ignore_label):
   return new_state, metrics
 
 
+def postprocess_batch(outputs, semantic, config):
+  """Instances and panoptic maps of a batch of dense outputs, per `config.postprocess`."""
+  things, pp = tuple(config.dataset.thing_classes), config.postprocess
+  instances = jax.vmap(functools.partial(
+      postprocess.instances, thing_classes=things, threshold=pp.center_threshold,
+      nms_kernel=pp.nms_kernel, top_k=pp.top_k))(outputs["semantic_logits"], outputs["center"],
+                                                  outputs["offsets"])
+  panoptic = jax.vmap(functools.partial(
+      postprocess.panoptic_fusion, thing_classes=things, min_stuff_area=pp.min_stuff_area,
+      label_divisor=pp.label_divisor))(semantic, instances)
+  return {"instances": instances, "panoptic": panoptic}
+
+
 def eval_step(state, batch, *, model, config):
   """Confusion matrix of one global batch (padding excluded), the predicted label maps and, with an
   instance head, the instances and panoptic maps, all post-processed on device."""
-  ds, pp = config.dataset, config.postprocess
+  ds = config.dataset
   outputs = model.apply({"params": state.params, "batch_stats": state.batch_stats},
                         batch["image"], train=False)
   pred = jnp.argmax(outputs["semantic_logits"], -1)
@@ -109,15 +122,7 @@ def eval_step(state, batch, *, model, config):
                                           ds.ignore_label),
             "semantic": pred}
   if "center" in outputs:
-    things = tuple(ds.thing_classes)
-    inst = jax.vmap(functools.partial(
-        postprocess.instances, thing_classes=things, threshold=pp.center_threshold,
-        nms_kernel=pp.nms_kernel, top_k=pp.top_k))(outputs["semantic_logits"], outputs["center"],
-                                                    outputs["offsets"])
-    result["instances"] = inst
-    result["panoptic"] = jax.vmap(functools.partial(
-        postprocess.panoptic_fusion, thing_classes=things, min_stuff_area=pp.min_stuff_area,
-        label_divisor=pp.label_divisor))(pred, inst)
+    result.update(postprocess_batch(outputs, pred, config))
   return result
 
 

@@ -48,3 +48,13 @@ def tiny_config(data_dir, **overrides):
       node = node[p]
     node[last] = value
   return c
+
+
+def tiny_panoptic_config(data_dir, **overrides):
+  """tiny_config with a small centre/offset instance head, its targets sized for 64x64 scenes."""
+  settings = {"model.instance_head": "center_offset", "loss.center_sigma": 2.0,
+              "postprocess.nms_kernel": 3, "postprocess.min_stuff_area": 4}
+  c = tiny_config(data_dir, **{**settings, **overrides})
+  c.model.instance_head_kwargs.hidden = 8
+  c.model.instance_head_kwargs.branch = 4
+  return c

@@ -95,13 +95,9 @@ def test_coco_ap_of_ground_truth_against_itself_is_one(tmp_path):
 
 
 def test_panoptic_run_reports_ap_and_pq_and_writes_rescorable_json(data_dir, tmp_path):
-  from conftest import tiny_config  # pylint: disable=g-import-not-at-top
+  from conftest import tiny_panoptic_config  # pylint: disable=g-import-not-at-top
   from segjax import train  # pylint: disable=g-import-not-at-top
-  config = tiny_config(data_dir, total_steps=4, **{
-      "model.instance_head": "center_offset", "loss.center_sigma": 2.0, "postprocess.nms_kernel": 3,
-      "postprocess.center_threshold": 0.01, "postprocess.min_stuff_area": 4})
-  config.model.instance_head_kwargs.hidden = 8
-  config.model.instance_head_kwargs.branch = 4
+  config = tiny_panoptic_config(data_dir, total_steps=4, **{"postprocess.center_threshold": 0.01})
   train.train_and_evaluate(config, str(tmp_path))
   with open(os.path.join(tmp_path, "metrics.jsonl")) as f:
     evals = [r for r in map(json.loads, f) if r["kind"] == "eval"]

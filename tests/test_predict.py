@@ -8,7 +8,7 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from conftest import tiny_config
+from conftest import tiny_panoptic_config
 from segjax import predict, train
 from segjax.errors import UserError
 
@@ -18,11 +18,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 @pytest.fixture(scope="module")
 def run(data_dir, tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("panoptic_run"))
-  config = tiny_config(data_dir, total_steps=2, eval_every=2, **{
-      "model.instance_head": "center_offset", "loss.center_sigma": 2.0, "postprocess.nms_kernel": 3,
-      "postprocess.center_threshold": 0.0, "postprocess.min_stuff_area": 4})
-  config.model.instance_head_kwargs.hidden = 8
-  config.model.instance_head_kwargs.branch = 4
+  config = tiny_panoptic_config(data_dir, total_steps=2, eval_every=2,
+                                **{"postprocess.center_threshold": 0.0})
   train.train_and_evaluate(config, workdir)
   return workdir
 
