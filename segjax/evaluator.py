@@ -13,27 +13,35 @@ def evaluate(eval_fn, state, eval_data, mesh, config, class_names, step, workdir
   """mIoU and pixel accuracy; with an instance head also COCO mask AP and PQ.
 
   Appends one line to metrics.jsonl and, for instances, writes the COCO ground truth and results it
-  scored under WORKDIR/eval/<step>/.
+  scored under WORKDIR/eval/<step>/. Every process must call it; only process 0 scores instances
+  and writes, and its return value is the one to read.
   """
   ds, pp = config.dataset, config.postprocess
+  main = jax.process_index() == 0  # every process computes and gathers; process 0 scores and writes
   confusion, pictures, coco, pq = None, None, None, None
   for batch in eval_data:
-    out = eval_fn(state, parallel.to_global(batch, mesh))
+    inputs = parallel.to_global(batch, mesh)
+    out = eval_fn(state, inputs)
     confusion = out["confusion"] if confusion is None else confusion + out["confusion"]
     if pictures is None and config.num_summary_images:
       n = config.num_summary_images
-      pictures = (batch["image"][:n], batch["semantic"][:n], parallel.to_host_local(out["semantic"], mesh)[:n])
+      seen = parallel.gather({"image": inputs["image"], "truth": inputs["semantic"], "pred": out["semantic"]})
+      pictures = (seen["image"][:n], seen["truth"][:n], seen["pred"][:n])
     if "instances" in out:
+      # Each host holds only its slice of the eval data: gather truth and predictions of the
+      # whole global batch, in the same row order, before scoring.
+      truth = parallel.gather({k: inputs[k] for k in ("semantic", "instance", "valid", "image_id")})
+      pred = parallel.gather({"instances": out["instances"], "panoptic": out["panoptic"]})
+      if not main:
+        continue
       if coco is None:
         coco = CocoMaskEvaluator(class_names, ds.thing_classes)
         pq = PanopticQuality(ds.num_classes, ds.thing_classes, pp.label_divisor)
-      instances = jax.tree.map(lambda x: parallel.to_host_local(x, mesh), out["instances"])
-      panoptic = parallel.to_host_local(out["panoptic"], mesh)
-      for i in np.nonzero(batch["valid"])[0]:
-        coco.add(batch["image_id"][i], batch["semantic"][i], batch["instance"][i],
-                 {k: v[i] for k, v in instances.items()})
-        pq.add(panoptic_from_labels(batch["semantic"][i], batch["instance"][i], ds.thing_classes,
-                                    ds.ignore_label, pp.label_divisor), panoptic[i])
+      for i in np.nonzero(truth["valid"])[0]:
+        coco.add(truth["image_id"][i], truth["semantic"][i], truth["instance"][i],
+                 {k: v[i] for k, v in pred["instances"].items()})
+        pq.add(panoptic_from_labels(truth["semantic"][i], truth["instance"][i], ds.thing_classes,
+                                    ds.ignore_label, pp.label_divisor), pred["panoptic"][i])
   metrics = semantic_metrics(jax.device_get(confusion), class_names)
   scalars = {"miou": metrics["miou"], "pixel_acc": metrics["pixel_acc"]}
   if coco is not None:

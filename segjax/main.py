@@ -1,6 +1,9 @@
 """Trains and evaluates a segmentation model.
 
 python -m segjax.main --config=configs/semantic.py --workdir=/tmp/run [--config.total_steps=2000]
+
+Multi-host: the same command on every process, with --distributed where the cluster describes
+itself (TPU VM pods, SLURM) or --coordinator_address/--num_processes/--process_id (see launch/).
 """
 import difflib
 import logging as std_logging  # absl's logging.WARNING is a verbosity (-1), not a record level
@@ -16,6 +19,14 @@ from segjax.errors import UserError
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (configs/*.py).", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and summaries.")
+_DISTRIBUTED = flags.DEFINE_bool(
+    "distributed", None, "Start jax.distributed with the cluster's own settings (TPU VM, SLURM). "
+    "Default: the SEGJAX_DISTRIBUTED environment variable.")
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", None, "HOST:PORT of process 0 for a multi-process run. "
+    "Default: SEGJAX_COORDINATOR_ADDRESS.")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Default: SEGJAX_NUM_PROCESSES.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "Default: SEGJAX_PROCESS_ID.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -48,7 +59,7 @@ def _explain_override(argv):
 def _parse_flags(argv):
   try:
     return flags.FLAGS(argv)
-  except (AttributeError, KeyError, ValueError) as e:
+  except (AttributeError, KeyError, ValueError):
     reason = _explain_override(argv[1:])
     if reason is None:
       raise
@@ -67,8 +78,14 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
   logging.get_absl_handler().python_handler.addFilter(_quiet_libraries)
-  from segjax import train  # pylint: disable=g-import-not-at-top  (after flags: JAX reads its own)
+  # After flags: JAX reads its own.  pylint: disable=g-import-not-at-top
+  import jax
+  from segjax import parallel
   try:
+    parallel.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value, _DISTRIBUTED.value)
+    if jax.process_index() != 0:  # one progress log per run, from process 0; warnings from all
+      logging.set_verbosity(logging.WARNING)
+    from segjax import train  # after jax.distributed: importing the models must not start a backend
     train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
   except UserError as e:
     logging.error("%s", e)

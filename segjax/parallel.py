@@ -1,10 +1,67 @@
-"""Devices and shardings: one `data` mesh axis over every device of every process."""
+"""Devices and shardings: one `data` mesh axis over every device of every process.
+
+A multi-host run is JAX's multi-controller runtime: every process runs the same program, the
+coordinator (process 0's address) lets them find each other, and `jax.distributed` must start
+before anything touches a device.
+"""
+import os
+
 import jax
 from jax.experimental import multihost_utils
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from segjax.errors import UserError
+
+
+# Set by launch/local.py (and usable by any launcher that knows the three numbers itself).
+ENV_COORDINATOR = "SEGJAX_COORDINATOR_ADDRESS"
+ENV_NUM_PROCESSES = "SEGJAX_NUM_PROCESSES"
+ENV_PROCESS_ID = "SEGJAX_PROCESS_ID"
+# Set to 1 where the cluster describes itself (TPU VM pods, SLURM, Open MPI): JAX reads it.
+ENV_DISTRIBUTED = "SEGJAX_DISTRIBUTED"
+
+
+def initialize(coordinator_address=None, num_processes=None, process_id=None, auto=None):
+  """Starts jax.distributed when the launch asks for it; a single-process run starts nothing.
+
+  Arguments left as None are read from the SEGJAX_* environment variables. With a coordinator
+  address, all three numbers must be known; with `auto`, JAX detects them from the cluster.
+  Returns True when the runtime was started.
+  """
+  env = os.environ
+  coordinator_address = coordinator_address or env.get(ENV_COORDINATOR) or None
+  num_processes = num_processes if num_processes is not None else _env_int(ENV_NUM_PROCESSES)
+  process_id = process_id if process_id is not None else _env_int(ENV_PROCESS_ID)
+  auto = auto if auto is not None else env.get(ENV_DISTRIBUTED, "0").lower() in ("1", "true", "yes")
+  if coordinator_address:
+    if num_processes is None or process_id is None:
+      raise UserError(f"A coordinator address ({coordinator_address}) needs the number of processes "
+                      "and this process's id too: pass --num_processes and --process_id or set "
+                      f"{ENV_NUM_PROCESSES} and {ENV_PROCESS_ID}.")
+    if not 0 <= process_id < num_processes:
+      raise UserError(f"Process id {process_id} is outside 0..{num_processes - 1}; each of the "
+                      f"{num_processes} processes needs its own id.")
+    jax.distributed.initialize(coordinator_address, num_processes, process_id)
+    return True
+  if num_processes is not None and num_processes > 1:
+    raise UserError(f"{num_processes} processes need a coordinator: pass --coordinator_address=HOST:PORT "
+                    f"(process 0's host) or set {ENV_COORDINATOR}, or use --distributed on a cluster "
+                    "that JAX detects (TPU VM, SLURM).")
+  if auto:
+    jax.distributed.initialize()
+    return True
+  return False
+
+
+def _env_int(name):
+  value = os.environ.get(name)
+  if value in (None, ""):
+    return None
+  try:
+    return int(value)
+  except ValueError:
+    raise UserError(f"{name}={value!r} is not an integer.") from None
 
 
 def make_mesh(devices=None):
@@ -41,7 +98,15 @@ def to_global(host_batch, mesh):
   return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x), host_batch)
 
 
-def to_host_local(x, mesh):
-  """This process's slice of a batch-sharded global array, as NumPy."""
-  local = multihost_utils.global_array_to_host_local_array(x, mesh, P("data"))
-  return np.asarray(local)
+def gather(tree):
+  """Every process's rows of a batch-sharded tree of global arrays, as whole NumPy arrays on every
+  host: what eval metrics need, since each host only holds its own slice of the eval data."""
+  if jax.process_count() == 1:
+    return jax.device_get(tree)
+  return multihost_utils.process_allgather(tree, tiled=True)
+
+
+def sync(name):
+  """Waits until every process reaches the barrier `name`."""
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices(name)

@@ -6,7 +6,6 @@ For each image writes OUT/<name>.png (input | semantic map | instances, each in 
 class and score), OUT/<name>_masks.npz (semantic, panoptic, instance masks, classes, scores) and
 OUT/<name>_results.json (COCO-format instance results).
 """
-import functools
 import json
 import os
 import sys

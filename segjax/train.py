@@ -14,7 +14,6 @@ from absl import logging
 import flax
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from segjax import config as config_lib

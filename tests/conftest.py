@@ -7,7 +7,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pytest  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-from segjax.config import base_config  # pylint: disable=g-import-not-at-top,wrong-import-position
+from tiny_configs import tiny_config, tiny_panoptic_config  # pylint: disable=g-import-not-at-top,wrong-import-position,unused-import
 
 
 @pytest.fixture(scope="session")
@@ -18,43 +18,3 @@ def data_dir(tmp_path_factory):
   path = str(tmp_path_factory.mktemp("tfds"))
   tfds.builder("synthetic_scenes/tiny", data_dir=path).download_and_prepare()
   return path
-
-
-def tiny_config(data_dir, **overrides):
-  """A config that trains a few-thousand-parameter model on 64x64 scenes in seconds."""
-  c = base_config()
-  c.dataset.name = "synthetic_scenes/tiny"
-  c.dataset.data_dir = data_dir
-  c.input.crop_size = 48
-  c.input.eval_size = 64
-  c.model.backbone_kwargs.widths = (4, 8, 8, 16, 16)
-  c.model.backbone_kwargs.depths = (1, 1, 1)
-  c.model.backbone_kwargs.features = 16
-  c.model.semantic_head_kwargs.hidden = 8
-  c.model.semantic_head_kwargs.refine = 4
-  c.optimizer.lr = 1e-2
-  c.optimizer.schedule = "constant"
-  c.batch_size = 8
-  c.eval_batch_size = 8
-  c.total_steps = 8
-  c.log_every = 1
-  c.eval_every = 4
-  c.checkpoint_every = 4
-  c.num_summary_images = 2
-  for key, value in overrides.items():
-    node = c
-    *path, last = key.split(".")
-    for p in path:
-      node = node[p]
-    node[last] = value
-  return c
-
-
-def tiny_panoptic_config(data_dir, **overrides):
-  """tiny_config with a small centre/offset instance head, its targets sized for 64x64 scenes."""
-  settings = {"model.instance_head": "center_offset", "loss.center_sigma": 2.0,
-              "postprocess.nms_kernel": 3, "postprocess.min_stuff_area": 4}
-  c = tiny_config(data_dir, **{**settings, **overrides})
-  c.model.instance_head_kwargs.hidden = 8
-  c.model.instance_head_kwargs.branch = 4
-  return c

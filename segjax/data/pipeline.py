@@ -6,10 +6,10 @@ therefore rebuilds exactly the batches an uninterrupted run would have seen, wit
 iterator state.
 """
 import jax
-import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from segjax import parallel
 from segjax.data import augment, targets
 from segjax.errors import UserError
 
@@ -29,11 +29,17 @@ def _builder(config):
   except tfds.core.registered.DatasetNotFoundError as e:
     raise UserError(f"Unknown dataset '{name}': use a tfds name such as 'synthetic_scenes/default' "
                     f"(config.dataset.name).") from e
-  if not builder.is_prepared():
-    if name.split("/")[0] not in _LOCAL:
-      raise UserError(f"Dataset '{name}' is not prepared in {builder.data_dir}; run "
-                      f"`tfds build {name} --data_dir=DIR` and set config.dataset.data_dir=DIR.")
-    builder.download_and_prepare()
+  if name.split("/")[0] in _LOCAL:
+    # Process 0 draws it first; the others then find it on a shared filesystem or draw their own.
+    if jax.process_index() == 0 and not builder.is_prepared():
+      builder.download_and_prepare()
+    parallel.sync(f"prepared {name}")
+    builder = tfds.builder(name, data_dir=config.dataset.data_dir)  # reads what process 0 wrote
+    if not builder.is_prepared():
+      builder.download_and_prepare()
+  elif not builder.is_prepared():
+    raise UserError(f"Dataset '{name}' is not prepared in {builder.data_dir}; run "
+                    f"`tfds build {name} --data_dir=DIR` and set config.dataset.data_dir=DIR.")
   return builder
 
 

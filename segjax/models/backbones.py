@@ -3,13 +3,15 @@ from typing import Any, Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
+import numpy as np
 
 from segjax.models.layers import ConvBN, resize
 
 # ImageNet statistics: inputs arrive in [0, 1] and are standardised inside the model,
 # so a checkpoint carries its own normalisation.
-_MEAN = jnp.array([0.485, 0.456, 0.406])
-_STD = jnp.array([0.229, 0.224, 0.225])
+# NumPy, not jnp: a module-level jax array would start the backend at import, before jax.distributed.
+_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
+_STD = np.array([0.229, 0.224, 0.225], np.float32)
 
 
 def _standardise(images, dtype):

@@ -1,0 +1,67 @@
+"""A few train steps on fixed global batches, the same whatever the number of processes and devices.
+
+test_multihost runs it as a script under launch/local.py (several processes) and calls `run`
+in-process (one process), then compares losses and parameters.
+
+    python tests/multihost_worker.py OUT.npz   # process 0 writes the losses and parameters
+"""
+import functools
+import sys
+
+import numpy as np
+
+STEPS = 3
+
+
+def config():
+  """The tiny model with SGD: Adam divides by the root of tiny second moments, which turns float
+  round-off in the gradient sums (summed in another order on another device count) into visible
+  parameter differences; SGD keeps the comparison about the sums themselves."""
+  from tiny_configs import tiny_config  # pylint: disable=g-import-not-at-top
+  return tiny_config("", **{"optimizer.name": "sgd", "optimizer.lr": 0.05})
+
+
+def global_batch(config, step):
+  """The whole batch of `step`, drawn from a seed: every process can make it and take its rows."""
+  rng = np.random.default_rng(step)
+  n, size = config.batch_size, config.input.crop_size
+  return {"image": rng.random((n, size, size, 3), dtype=np.float32),
+          "semantic": rng.integers(0, config.dataset.num_classes, (n, size, size), dtype=np.int32)}
+
+
+def run(config, mesh, steps=STEPS):
+  """Losses per step, and the final parameters and BatchNorm statistics flattened by path."""
+  import jax  # pylint: disable=g-import-not-at-top  (after jax.distributed in the script)
+  from segjax import parallel, train  # pylint: disable=g-import-not-at-top
+  from segjax.models import build_segmenter  # pylint: disable=g-import-not-at-top
+
+  model = build_segmenter(config.model, config.dataset.num_classes)
+  tx, schedule = train.make_optimizer(config)
+  train_fn, _ = train.compile_steps(model, tx, schedule, config, mesh)
+  init = jax.jit(functools.partial(train.create_train_state, model, tx, image_size=config.input.crop_size),
+                 out_shardings=parallel.replicated(mesh))
+  state = init(jax.random.key(config.seed))
+  rows = parallel.host_batch_size(config.batch_size)
+  first = jax.process_index() * rows
+  losses = []
+  for step in range(steps):
+    local = {k: v[first:first + rows] for k, v in global_batch(config, step).items()}
+    state, metrics = train_fn(state, parallel.to_global(local, mesh))
+    losses.append(float(metrics["loss"]))
+  variables = {"params": state.params, "batch_stats": state.batch_stats}
+  return np.asarray(losses), {jax.tree_util.keystr(path): np.asarray(leaf)
+                              for path, leaf in jax.tree_util.tree_leaves_with_path(variables)}
+
+
+def main(out_path):
+  from segjax import parallel  # pylint: disable=g-import-not-at-top
+  parallel.initialize()  # from the SEGJAX_* variables that launch/local.py sets
+  import jax  # pylint: disable=g-import-not-at-top
+  losses, variables = run(config(), parallel.make_mesh())
+  if jax.process_index() == 0:
+    np.savez(out_path, losses=losses, num_devices=jax.device_count(),
+             num_processes=jax.process_count(), **{"var" + k: v for k, v in variables.items()})
+
+
+if __name__ == "__main__":
+  main(sys.argv[1])

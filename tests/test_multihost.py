@@ -1,0 +1,104 @@
+"""Multi-host on one machine: 2 processes x 4 CPU devices through launch/local.py, as a user would.
+
+The same global batches give the same losses, parameters and BatchNorm statistics on 2 processes x
+4 devices, 1 x 8 and 1 x 1; a 2-process run's eval gathers every host's images and its checkpoint
+restores in a 1-process run.
+"""
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from conftest import tiny_panoptic_config
+import multihost_worker
+from segjax import data, parallel, train
+from segjax.checkpoint import Checkpointer
+from segjax.evaluator import evaluate
+from segjax.metrics_writer import MetricsWriter
+from segjax.models import build_segmenter
+
+TESTS = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(TESTS)
+
+
+def _launch(command, processes=2, devices=4):
+  """Runs `command` under launch/local.py; returns its combined output, failing the test on error."""
+  env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, TESTS, os.environ.get("PYTHONPATH", "")]))
+  result = subprocess.run(
+      [sys.executable, os.path.join(ROOT, "launch", "local.py"), f"--processes={processes}",
+       f"--devices_per_process={devices}", "--timeout=400", "--", sys.executable, *command],
+      env=env, capture_output=True, text=True, timeout=450, check=False)
+  assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+  return result.stdout
+
+
+def test_two_processes_equal_one_process_of_eight_and_of_one_device(tmp_path):
+  out = str(tmp_path / "two.npz")
+  _launch([os.path.join(TESTS, "multihost_worker.py"), out])
+  two = np.load(out)
+  assert int(two["num_processes"]) == 2 and int(two["num_devices"]) == 8
+  config = multihost_worker.config()
+  for devices in (jax.devices(), jax.devices()[:1]):
+    losses, variables = multihost_worker.run(config, parallel.make_mesh(devices))
+    np.testing.assert_allclose(two["losses"], losses, rtol=1e-5)
+    assert len(variables) == len(two.files) - 3
+    for name, value in variables.items():
+      np.testing.assert_allclose(two["var" + name], value, rtol=1e-4, atol=1e-5, err_msg=name)
+
+
+@pytest.fixture(scope="module")
+def two_process_run(data_dir, tmp_path_factory):
+  """segjax.main on 2 processes x 4 devices: 4 steps of the tiny panoptic model, eval and checkpoint."""
+  tmp = tmp_path_factory.mktemp("two_process_run")
+  config_file = tmp / "config.py"
+  config_file.write_text(
+      "from tiny_configs import tiny_panoptic_config\n\n\n"
+      f"def get_config():\n  return tiny_panoptic_config({data_dir!r}, total_steps=4)\n")
+  workdir = str(tmp / "workdir")
+  log = _launch(["-m", "segjax.main", f"--config={config_file}", f"--workdir={workdir}"])
+  return workdir, log
+
+
+def test_two_process_run_logs_once_and_scores_every_host(two_process_run):
+  workdir, log = two_process_run
+  assert "[0]" in log and "Training steps 0..4 on 8 devices" in log
+  assert "[1] " not in "".join(l for l in log.splitlines(True) if "Training steps" in l)
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    records = [json.loads(line) for line in f]
+  assert [r["step"] for r in records if r["kind"] == "train"] == [1, 2, 3, 4]  # one writer, not two
+  with open(os.path.join(workdir, "eval", "4", "instances_gt.json")) as f:
+    assert len(json.load(f)["images"]) == 20  # both hosts' halves of the validation split
+
+
+def test_two_process_checkpoint_restores_and_scores_the_same_in_one_process(data_dir, two_process_run,
+                                                                            tmp_path):
+  workdir, _ = two_process_run
+  config = tiny_panoptic_config(data_dir, total_steps=4)
+  mesh = parallel.make_mesh()
+  model = build_segmenter(config.model, config.dataset.num_classes)
+  tx, schedule = train.make_optimizer(config)
+  _, eval_fn = train.compile_steps(model, tx, schedule, config, mesh)
+  like = jax.device_put(train.create_train_state(model, tx, jax.random.key(0), config.input.crop_size),
+                        parallel.replicated(mesh))
+  ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), 3)
+  state, meta = ckpt.restore(4, like)
+  ckpt.close()
+  assert int(state.step) == 4 and meta["step"] == 4
+  writer = MetricsWriter(str(tmp_path))
+  scores = evaluate(eval_fn, state, data.EvalData(config, config.eval_batch_size), mesh, config,
+                    ["background", "disk", "square", "triangle"], 4, str(tmp_path), writer)
+  writer.close()
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    two = [r for r in map(json.loads, f) if r["kind"] == "eval"][-1]
+  for key in ("miou", "pixel_acc", "mask_ap", "pq", "sq", "rq"):
+    assert scores[key] == pytest.approx(two[key], abs=1e-6), key
+
+  # And training goes on from it in one process.
+  train.train_and_evaluate(tiny_panoptic_config(data_dir, total_steps=5), workdir)
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    steps = [r["step"] for r in map(json.loads, f) if r["kind"] == "train"]
+  assert steps == [1, 2, 3, 4, 5]

@@ -1,0 +1,43 @@
+"""Tiny configs for tests, in a module of their own so that config files for subprocesses can import
+them without conftest's environment settings."""
+from segjax.config import base_config
+
+
+def tiny_config(data_dir, **overrides):
+  """A config that trains a few-thousand-parameter model on 64x64 scenes in seconds."""
+  c = base_config()
+  c.dataset.name = "synthetic_scenes/tiny"
+  c.dataset.data_dir = data_dir
+  c.input.crop_size = 48
+  c.input.eval_size = 64
+  c.model.backbone_kwargs.widths = (4, 8, 8, 16, 16)
+  c.model.backbone_kwargs.depths = (1, 1, 1)
+  c.model.backbone_kwargs.features = 16
+  c.model.semantic_head_kwargs.hidden = 8
+  c.model.semantic_head_kwargs.refine = 4
+  c.optimizer.lr = 1e-2
+  c.optimizer.schedule = "constant"
+  c.batch_size = 8
+  c.eval_batch_size = 8
+  c.total_steps = 8
+  c.log_every = 1
+  c.eval_every = 4
+  c.checkpoint_every = 4
+  c.num_summary_images = 2
+  for key, value in overrides.items():
+    node = c
+    *path, last = key.split(".")
+    for p in path:
+      node = node[p]
+    node[last] = value
+  return c
+
+
+def tiny_panoptic_config(data_dir, **overrides):
+  """tiny_config with a small centre/offset instance head, its targets sized for 64x64 scenes."""
+  settings = {"model.instance_head": "center_offset", "loss.center_sigma": 2.0,
+              "postprocess.nms_kernel": 3, "postprocess.min_stuff_area": 4}
+  c = tiny_config(data_dir, **{**settings, **overrides})
+  c.model.instance_head_kwargs.hidden = 8
+  c.model.instance_head_kwargs.branch = 4
+  return c
