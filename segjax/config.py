@@ -66,6 +66,12 @@ def base_config():
       poly_power=0.9,
       grad_clip_norm=0.0,  # 0 disables clipping
   ))
+  c.benchmark = ml_collections.ConfigDict(dict(  # python -m segjax.benchmark only
+      image_size=512,
+      warmup_steps=10,
+      steps=30,
+      modes=("train", "infer"),
+  ))
   c.batch_size = 16
   c.eval_batch_size = 32
   c.total_steps = 1000

@@ -3,10 +3,11 @@ import json
 import os
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import tiny_config
+from conftest import tiny_config, tiny_panoptic_config
 from segjax import train
 from segjax.checkpoint import Checkpointer
 from segjax.errors import UserError
@@ -115,11 +116,42 @@ def test_corrupt_checkpoint_is_named_and_kept(data_dir, straight, tmp_path):
 
 
 def test_bfloat16_compute_trains_and_evaluates(data_dir, tmp_path):
-  config = tiny_config(data_dir, total_steps=4, **{"model.dtype": "bfloat16"})
+  """bfloat16 convolutions, float32 parameters, loss, softmax and metrics, in training and eval."""
+  config = tiny_panoptic_config(data_dir, total_steps=4, **{"model.dtype": "bfloat16"})
+  model = build_segmenter(config.model, config.dataset.num_classes)
+  tx, schedule = train.make_optimizer(config)
+  state = train.create_train_state(model, tx, jax.random.key(0), 48)
+  batch = {"image": np.zeros((2, 48, 48, 3), np.float32), "semantic": np.zeros((2, 48, 48), np.int32),
+           "center": np.zeros((2, 48, 48), np.float32), "center_weight": np.ones((2, 48, 48), np.float32),
+           "offsets": np.zeros((2, 48, 48, 2), np.float32),
+           "offset_weight": np.ones((2, 48, 48), np.float32)}
+  jaxpr = jax.make_jaxpr(lambda s, b: train.train_step(
+      s, b, model=model, tx=tx, schedule=schedule, loss_config=config.loss,
+      ignore_label=255))(state, batch)
+  convs = [e for e in _equations(jaxpr.jaxpr) if e.primitive.name == "conv_general_dilated"]
+  assert convs and all(e.invars[0].aval.dtype == jnp.bfloat16 for e in convs)
+  _, metrics = jax.eval_shape(lambda s, b: train.train_step(
+      s, b, model=model, tx=tx, schedule=schedule, loss_config=config.loss, ignore_label=255),
+                              state, batch)
+  assert all(m.dtype == jnp.float32 for m in jax.tree.leaves(metrics))
+
   state = train.train_and_evaluate(config, str(tmp_path))
   assert all(p.dtype == np.float32 for p in jax.tree.leaves(state.params))  # float32 master weights
   losses = [t["loss"] for t in _lines(str(tmp_path), "train")]
-  assert np.all(np.isfinite(losses)) and 0.0 <= _lines(str(tmp_path), "eval")[-1]["miou"] <= 1.0
+  assert np.all(np.isfinite(losses))
+  last = _lines(str(tmp_path), "eval")[-1]
+  assert all(0.0 <= last[k] <= 1.0 for k in ("miou", "mask_ap", "pq"))
+
+
+def _equations(jaxpr):
+  """Every equation of a jaxpr, including those inside nested jaxprs (pjit, custom_vjp, ...)."""
+  for eqn in jaxpr.eqns:
+    yield eqn
+    for param in eqn.params.values():
+      for sub in param if isinstance(param, (list, tuple)) else [param]:
+        inner = getattr(sub, "jaxpr", sub)
+        if hasattr(inner, "eqns"):
+          yield from _equations(inner)
 
 
 def test_nan_loss_stops_with_a_sentence(data_dir, tmp_path):

@@ -1,0 +1,153 @@
+"""Times the train step and inference on device-resident synthetic batches; no TensorFlow.
+
+python -m segjax.benchmark --config=configs/bench/deeplabv3_r50_os8.py [--config.benchmark.steps=50]
+
+Prints one JSON line per measurement (`train`, `infer`), in the form of
+shared/bench/peer_torchvision.py so the two can be read side by side: images/s, step ms, peak
+device memory, FLOPs per image from XLA's cost analysis, and the TFLOP/s that makes.
+The batch stays on the devices, so the figures are the step's own, not the input pipeline's.
+"""
+import functools
+import json
+import sys
+import time
+
+from absl import app, flags
+import jax
+import jax.numpy as jnp
+import numpy as np
+from ml_collections import config_flags
+
+from segjax import config as config_lib
+from segjax import parallel, train
+from segjax.errors import UserError
+from segjax.models import build_segmenter
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Benchmark config (configs/bench/*.py).",
+                                          lock_config=True)
+flags.mark_flags_as_required(["config"])
+
+
+def synthetic_batch(config, mesh, rng):
+  """A global training batch of random pixels and labels (and instance targets), on the devices."""
+  n, size, classes = config.batch_size, config.benchmark.image_size, config.dataset.num_classes
+  keys = jax.random.split(rng, 4)
+  batch = {"image": jax.random.uniform(keys[0], (n, size, size, 3)),
+           "semantic": jax.random.randint(keys[1], (n, size, size), 0, classes)}
+  if config.model.instance_head:
+    ones = jnp.ones((n, size, size))
+    batch.update(center=jax.random.uniform(keys[2], (n, size, size)), center_weight=ones,
+                 offsets=jax.random.normal(keys[3], (n, size, size, 2)) * 8, offset_weight=ones)
+  return jax.device_put(batch, parallel.batch_sharding(mesh))
+
+
+def inference_step(state, images, *, model, config):
+  """What a deployed model runs: the forward pass, plus instance and panoptic post-processing when
+  the model has an instance head."""
+  outputs = model.apply({"params": state.params, "batch_stats": state.batch_stats}, images, train=False)
+  if "center" not in outputs:
+    return outputs["semantic_logits"]
+  return train.postprocess_batch(outputs, jnp.argmax(outputs["semantic_logits"], -1), config)
+
+
+def _cost(compiled):
+  """FLOPs of one call and the memory XLA plans for it (arguments, outputs and temporaries)."""
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  flops = float(cost.get("flops", 0.0)) if cost else 0.0
+  mem = compiled.memory_analysis()
+  planned = None
+  if mem is not None:
+    planned = (mem.argument_size_in_bytes + mem.output_size_in_bytes + mem.temp_size_in_bytes
+               - mem.alias_size_in_bytes)
+  return flops, planned
+
+
+def _peak_bytes():
+  """Peak bytes in use on the first local device, where the backend reports it (GPU, TPU)."""
+  stats = jax.local_devices()[0].memory_stats()
+  return stats.get("peak_bytes_in_use") if stats else None
+
+
+def _time(step, carry, args, warmup, steps):
+  """Seconds per call after `warmup` calls; `carry` is threaded through, the rest held fixed."""
+  for _ in range(warmup):
+    carry = step(carry, *args)
+  jax.block_until_ready(carry)
+  start = time.perf_counter()
+  for _ in range(steps):
+    carry = step(carry, *args)
+  jax.block_until_ready(carry)
+  return (time.perf_counter() - start) / steps, carry
+
+
+def _gib(num_bytes):
+  return None if num_bytes is None else round(num_bytes / 2**30, 3)
+
+
+def run(config, devices=None):
+  """Runs the configured measurements and returns their records (dicts), printing each as a line."""
+  config_lib.validate(config)
+  mesh = parallel.make_mesh(devices)
+  parallel.check_batch_size(config.batch_size, mesh)
+  bench = config.benchmark
+  unknown = set(bench.modes) - {"train", "infer"}
+  if unknown:
+    raise UserError(f"Unknown benchmark mode(s) {', '.join(sorted(unknown))}: choose train and/or infer "
+                    "(config.benchmark.modes).")
+  try:
+    model = build_segmenter(config.model, config.dataset.num_classes)
+  except ValueError as e:
+    raise UserError(str(e)) from e
+  tx, schedule = train.make_optimizer(config)
+  train_fn, _ = train.compile_steps(model, tx, schedule, config, mesh)
+  rep = parallel.replicated(mesh)
+  init = jax.jit(functools.partial(train.create_train_state, model, tx, image_size=bench.image_size),
+                 out_shardings=rep)
+  state = init(jax.random.key(config.seed))
+  batch = synthetic_batch(config, mesh, jax.random.key(config.seed + 1))
+  n = config.batch_size
+  common = {"bench": "segjax", "model": f"{config.model.backbone}+{config.model.semantic_head}"
+                                        + (f"+{config.model.instance_head}" if config.model.instance_head else ""),
+            "batch": n, "size": bench.image_size, "dtype": config.model.dtype,
+            "devices": mesh.devices.size, "device_kind": jax.devices()[0].device_kind,
+            "jax": jax.__version__}
+  records = []
+
+  def report(mode, seconds, flops, planned):
+    record = dict(common, mode=mode, step_ms=round(seconds * 1e3, 2), images_per_s=round(n / seconds, 1),
+                  peak_mem_gib=_gib(_peak_bytes()), planned_mem_gib=_gib(planned),
+                  flops_per_image=int(flops / n) if flops else None,
+                  achieved_tflops=round(flops / seconds / 1e12, 3) if flops else None)
+    records.append(record)
+    print(json.dumps(record), flush=True)
+
+  if "train" in bench.modes:
+    compiled = train_fn.lower(state, batch).compile()
+    flops, planned = _cost(compiled)
+    step = lambda s, b: compiled(s, b)[0]  # the state is donated: thread it through
+    seconds, state = _time(step, state, (batch,), bench.warmup_steps, bench.steps)
+    report("train", seconds, flops, planned)
+
+  if "infer" in bench.modes:
+    infer = jax.jit(functools.partial(inference_step, model=model, config=config),
+                    in_shardings=(rep, parallel.batch_sharding(mesh)))
+    compiled = infer.lower(state, batch["image"]).compile()
+    flops, planned = _cost(compiled)
+    step = lambda _, s, images: compiled(s, images)
+    seconds, _ = _time(step, None, (state, batch["image"]), bench.warmup_steps, bench.steps)
+    report("infer", seconds, flops, planned)
+  return records
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+  try:
+    run(_CONFIG.value)
+  except UserError as e:
+    sys.exit(f"segjax.benchmark: error: {e}")
+
+
+if __name__ == "__main__":
+  app.run(main)

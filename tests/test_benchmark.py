@@ -1,0 +1,75 @@
+"""segjax.benchmark: runs on CPU without TensorFlow and prints its JSON; the bench configs build the
+models they name."""
+import json
+import math
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from segjax.config import load_config_file
+from segjax.models import build_segmenter
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BENCH = os.path.join(ROOT, "configs", "bench")
+
+# The CLI, run as `python -m segjax.benchmark`; then no TensorFlow module may have been loaded.
+_RUN_CLI = """
+import runpy, sys
+sys.argv = ["segjax.benchmark", "--config=" + sys.argv[1]]
+try:
+  runpy.run_module("segjax.benchmark", run_name="__main__", alter_sys=True)
+except SystemExit as e:
+  assert not e.code, e.code
+loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "tensorflow_datasets"))
+assert not loaded, loaded
+"""
+
+
+def test_benchmark_runs_on_cpu_without_tensorflow_and_prints_json():
+  result = subprocess.run([sys.executable, "-c", _RUN_CLI, os.path.join(BENCH, "tiny.py")],
+                          capture_output=True, text=True, timeout=300, check=False, cwd=ROOT,
+                          env=dict(os.environ, XLA_FLAGS="", JAX_PLATFORMS="cpu"))
+  assert result.returncode == 0, result.stderr[-3000:]
+  records = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+  assert [r["mode"] for r in records] == ["train", "infer"]
+  for r in records:
+    assert r["batch"] == 8 and r["size"] == 64 and r["devices"] == 1
+    assert r["step_ms"] > 0 and r["images_per_s"] == pytest.approx(8 / r["step_ms"] * 1e3, rel=0.01)
+    assert r["flops_per_image"] > 0 and r["planned_mem_gib"] > 0
+    assert r["achieved_tflops"] == pytest.approx(
+        r["flops_per_image"] * 8 / (r["step_ms"] / 1e3) / 1e12, rel=0.02, abs=2e-3)
+  train, infer = records
+  assert train["flops_per_image"] > infer["flops_per_image"]  # backward pass and optimizer on top
+
+
+def _shapes(config_name, size):
+  config = load_config_file(os.path.join(BENCH, config_name))
+  model = build_segmenter(config.model, config.dataset.num_classes)
+  images = jnp.zeros((2, size, size, 3))
+  variables = jax.eval_shape(lambda: model.init(jax.random.key(0), images, train=False))
+  outputs = jax.eval_shape(lambda v: model.apply(v, images, train=False, capture_intermediates=True),
+                           variables)
+  return config, variables, outputs
+
+
+def test_deeplabv3_bench_config_is_torchvisions_deeplabv3_resnet50():
+  config, variables, outputs = _shapes("deeplabv3_r50_os8.py", 512)
+  # torchvision.models.segmentation.deeplabv3_resnet50(num_classes=21, aux_loss=False) has
+  # 39,638,869 parameters (its BatchNorm running statistics are buffers, as ours are batch_stats).
+  assert sum(math.prod(x.shape) for x in jax.tree.leaves(variables["params"])) == 39_638_869
+  logits, inter = outputs
+  assert logits["semantic_logits"].shape == (2, 512, 512, 21)
+  backbone_out = inter["intermediates"]["backbone"]["__call__"][0]["out"]
+  assert backbone_out.shape == (2, 64, 64, 2048) and backbone_out.dtype == jnp.bfloat16  # OS 8
+  assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(variables["params"]))
+  assert config.batch_size == 16 and config.benchmark.image_size == 512
+
+
+def test_panoptic_bench_config_builds_both_heads():
+  config, _, (outputs, _) = _shapes("panoptic_r50_os16.py", 512)
+  assert outputs["semantic_logits"].shape == (2, 512, 512, config.dataset.num_classes)
+  assert outputs["center"].shape == (2, 512, 512) and outputs["offsets"].shape == (2, 512, 512, 2)
