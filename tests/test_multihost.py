@@ -6,6 +6,7 @@ restores in a 1-process run.
 """
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -17,6 +18,7 @@ from conftest import tiny_panoptic_config
 import multihost_worker
 from segjax import data, parallel, train
 from segjax.checkpoint import Checkpointer
+from segjax.errors import UserError
 from segjax.evaluator import evaluate
 from segjax.metrics_writer import MetricsWriter
 from segjax.models import build_segmenter
@@ -102,3 +104,31 @@ def test_two_process_checkpoint_restores_and_scores_the_same_in_one_process(data
   with open(os.path.join(workdir, "metrics.jsonl")) as f:
     steps = [r["step"] for r in map(json.loads, f) if r["kind"] == "train"]
   assert steps == [1, 2, 3, 4, 5]
+
+
+@pytest.fixture
+def no_launch_env(monkeypatch):
+  """No SEGJAX_* variables: the test says what the launch asks for."""
+  for name in (parallel.ENV_COORDINATOR, parallel.ENV_NUM_PROCESSES, parallel.ENV_PROCESS_ID,
+               parallel.ENV_DISTRIBUTED):
+    monkeypatch.delenv(name, raising=False)
+  return monkeypatch
+
+
+@pytest.mark.parametrize("kwargs,env,message", [
+    ({"num_processes": 2}, {}, "2 processes need a coordinator: pass --coordinator_address"),
+    ({"coordinator_address": "host:1234", "num_processes": 2}, {},
+     "needs the number of processes and this process's id too"),
+    ({"coordinator_address": "host:1234", "num_processes": 2, "process_id": 2}, {},
+     "Process id 2 is outside 0..1"),
+    ({}, {"SEGJAX_NUM_PROCESSES": "two"}, "SEGJAX_NUM_PROCESSES='two' is not an integer"),
+])
+def test_incomplete_distributed_settings_get_a_sentence(no_launch_env, kwargs, env, message):
+  for name, value in env.items():
+    no_launch_env.setenv(name, value)
+  with pytest.raises(UserError, match=re.escape(message)):
+    parallel.initialize(**kwargs)
+
+
+def test_a_single_process_run_starts_no_distributed_runtime(no_launch_env):  # pylint: disable=unused-argument
+  assert parallel.initialize() is False and jax.process_count() == 1
