@@ -12,9 +12,13 @@ from segjax.config import load_config_file
 def get_config():
   c = load_config_file(os.path.join(os.path.dirname(os.path.abspath(__file__)), "semantic.py"))
   c.model.instance_head = "center_offset"
-  # Panoptic-DeepLab's centre weight of 200 outweighs the cross-entropy here and delays learning
-  # the shapes, which the shared backbone needs for both heads; 50 keeps the two comparable.
-  c.loss.center_weight = 50.0
+  # The shared backbone must first learn the shapes (the class is the outline, never the colour).
+  # Panoptic-DeepLab's centre weight of 200 outweighs the cross-entropy and delays that; at 20 the
+  # centre term stays below it. The cross-entropy on each image's hardest 20% of pixels (also
+  # Panoptic-DeepLab's) keeps the easy background from diluting the gradient of object pixels.
+  # Measured at step 1200 of this recipe: mIoU 0.78 with weight 50 and all pixels, 0.92 with these.
+  c.loss.center_weight = 20.0
+  c.loss.semantic_top_k = 0.2
   c.total_steps = 1800
   c.eval_every = 600
   c.checkpoint_every = 600
