@@ -7,6 +7,7 @@ import functools
 import json
 import math
 import os
+import tempfile
 import time
 from typing import Any
 
@@ -141,10 +142,8 @@ def compile_steps(model, tx, schedule, config, mesh):
 def _check_writable(workdir):
   try:
     os.makedirs(workdir, exist_ok=True)
-    probe = os.path.join(workdir, ".write_test")
-    with open(probe, "w") as f:
-      f.write("ok")
-    os.remove(probe)
+    with tempfile.NamedTemporaryFile(dir=workdir, prefix=".write_test"):  # unique per process
+      pass
   except OSError as e:
     raise UserError(f"Cannot write to workdir '{workdir}' ({e.strerror}); choose a writable "
                     "--workdir.") from e
