@@ -63,7 +63,8 @@ def _cost(compiled):
 
 
 def _peak_bytes():
-  """Peak bytes in use on the first local device, where the backend reports it (GPU, TPU)."""
+  """Peak bytes in use so far on the first local device, where the backend reports it (GPU, TPU);
+  JAX has no reset, so the infer record's peak includes the train step's."""
   stats = jax.local_devices()[0].memory_stats()
   return stats.get("peak_bytes_in_use") if stats else None
 
