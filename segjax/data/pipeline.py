@@ -31,12 +31,15 @@ def _builder(config):
                     f"(config.dataset.name).") from e
   if name.split("/")[0] in _LOCAL:
     # Process 0 draws it first; the others then find it on a shared filesystem or draw their own.
-    if jax.process_index() == 0 and not builder.is_prepared():
+    prepared = builder.is_prepared()
+    if not prepared and jax.process_index() == 0:
       builder.download_and_prepare()
+      prepared = True
     parallel.sync(f"prepared {name}")
-    builder = tfds.builder(name, data_dir=config.dataset.data_dir)  # reads what process 0 wrote
-    if not builder.is_prepared():
-      builder.download_and_prepare()
+    if not prepared:
+      builder = tfds.builder(name, data_dir=config.dataset.data_dir)  # reads what process 0 wrote
+      if not builder.is_prepared():
+        builder.download_and_prepare()
   elif not builder.is_prepared():
     raise UserError(f"Dataset '{name}' is not prepared in {builder.data_dir}; run "
                     f"`tfds build {name} --data_dir=DIR` and set config.dataset.data_dir=DIR.")
