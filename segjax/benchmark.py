@@ -20,7 +20,6 @@ from ml_collections import config_flags
 from segjax import config as config_lib
 from segjax import parallel, train
 from segjax.errors import UserError
-from segjax.models import build_segmenter
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Benchmark config (configs/bench/*.py).",
                                           lock_config=True)
@@ -95,16 +94,7 @@ def run(config, devices=None):
   if unknown:
     raise UserError(f"Unknown benchmark mode(s) {', '.join(sorted(unknown))}: choose train and/or infer "
                     "(config.benchmark.modes).")
-  try:
-    model = build_segmenter(config.model, config.dataset.num_classes)
-  except ValueError as e:
-    raise UserError(str(e)) from e
-  tx, schedule = train.make_optimizer(config)
-  train_fn, _ = train.compile_steps(model, tx, schedule, config, mesh)
-  rep = parallel.replicated(mesh)
-  init = jax.jit(functools.partial(train.create_train_state, model, tx, image_size=bench.image_size),
-                 out_shardings=rep)
-  state = init(jax.random.key(config.seed))
+  model, train_fn, _, state = train.setup(config, mesh)
   batch = synthetic_batch(config, mesh, jax.random.key(config.seed + 1))
   n = config.batch_size
   common = {"bench": "segjax", "model": f"{config.model.backbone}+{config.model.semantic_head}"
@@ -131,7 +121,7 @@ def run(config, devices=None):
 
   if "infer" in bench.modes:
     infer = jax.jit(functools.partial(inference_step, model=model, config=config),
-                    in_shardings=(rep, parallel.batch_sharding(mesh)))
+                    in_shardings=(parallel.replicated(mesh), parallel.batch_sharding(mesh)))
     compiled = infer.lower(state, batch["image"]).compile()
     flops, planned = _cost(compiled)
     step = lambda _, s, images: compiled(s, images)

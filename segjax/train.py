@@ -9,7 +9,7 @@ import math
 import os
 import tempfile
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 from absl import logging
 import flax
@@ -139,6 +139,26 @@ def compile_steps(model, tx, schedule, config, mesh):
   return train, eval_fn
 
 
+class Setup(NamedTuple):
+  model: Any
+  train_fn: Any
+  eval_fn: Any
+  state: TrainState
+
+
+def setup(config, mesh):
+  """The model, its jitted train and eval steps, and the initial state replicated on `mesh`."""
+  try:
+    model = build_segmenter(config.model, config.dataset.num_classes)
+  except ValueError as e:
+    raise UserError(str(e)) from e
+  tx, schedule = make_optimizer(config)
+  train_fn, eval_fn = compile_steps(model, tx, schedule, config, mesh)
+  init = jax.jit(functools.partial(create_train_state, model, tx, image_size=config.input.crop_size),
+                 out_shardings=parallel.replicated(mesh))
+  return Setup(model, train_fn, eval_fn, init(jax.random.key(config.seed)))
+
+
 def _check_writable(workdir):
   try:
     os.makedirs(workdir, exist_ok=True)
@@ -160,16 +180,7 @@ def train_and_evaluate(config, workdir):
   parallel.check_batch_size(config.eval_batch_size, mesh, "config.eval_batch_size")
   info = data.dataset_info(config)
   class_names = (info.metadata or {}).get("class_names") or [str(i) for i in range(config.dataset.num_classes)]
-  try:
-    model = build_segmenter(config.model, config.dataset.num_classes)
-  except ValueError as e:
-    raise UserError(str(e)) from e
-  tx, schedule = make_optimizer(config)
-  train_fn, eval_fn = compile_steps(model, tx, schedule, config, mesh)
-
-  init = jax.jit(functools.partial(create_train_state, model, tx, image_size=config.input.crop_size),
-                 out_shardings=parallel.replicated(mesh))
-  state = init(jax.random.key(config.seed))
+  _, train_fn, eval_fn, state = setup(config, mesh)
   ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), config.keep_checkpoints)
   latest = ckpt.latest_step()
   if latest is not None:

@@ -5,7 +5,6 @@ in-process (one process), then compares losses and parameters.
 
     python tests/multihost_worker.py OUT.npz   # process 0 writes the losses and parameters
 """
-import functools
 import sys
 
 import numpy as np
@@ -33,14 +32,8 @@ def run(config, mesh, steps=STEPS):
   """Losses per step, and the final parameters and BatchNorm statistics flattened by path."""
   import jax  # pylint: disable=g-import-not-at-top  (after jax.distributed in the script)
   from segjax import parallel, train  # pylint: disable=g-import-not-at-top
-  from segjax.models import build_segmenter  # pylint: disable=g-import-not-at-top
 
-  model = build_segmenter(config.model, config.dataset.num_classes)
-  tx, schedule = train.make_optimizer(config)
-  train_fn, _ = train.compile_steps(model, tx, schedule, config, mesh)
-  init = jax.jit(functools.partial(train.create_train_state, model, tx, image_size=config.input.crop_size),
-                 out_shardings=parallel.replicated(mesh))
-  state = init(jax.random.key(config.seed))
+  _, train_fn, _, state = train.setup(config, mesh)
   rows = parallel.host_batch_size(config.batch_size)
   first = jax.process_index() * rows
   losses = []

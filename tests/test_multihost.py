@@ -21,7 +21,6 @@ from segjax.checkpoint import Checkpointer
 from segjax.errors import UserError
 from segjax.evaluator import evaluate
 from segjax.metrics_writer import MetricsWriter
-from segjax.models import build_segmenter
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(TESTS)
@@ -81,11 +80,7 @@ def test_two_process_checkpoint_restores_and_scores_the_same_in_one_process(data
   workdir, _ = two_process_run
   config = tiny_panoptic_config(data_dir, total_steps=4)
   mesh = parallel.make_mesh()
-  model = build_segmenter(config.model, config.dataset.num_classes)
-  tx, schedule = train.make_optimizer(config)
-  _, eval_fn = train.compile_steps(model, tx, schedule, config, mesh)
-  like = jax.device_put(train.create_train_state(model, tx, jax.random.key(0), config.input.crop_size),
-                        parallel.replicated(mesh))
+  _, _, eval_fn, like = train.setup(config, mesh)
   ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), 3)
   state, meta = ckpt.restore(4, like)
   ckpt.close()
