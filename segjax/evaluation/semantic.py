@@ -16,14 +16,18 @@ def confusion_matrix(pred, labels, valid, num_classes, ignore_label):
 
 
 def semantic_metrics(confusion, class_names):
-  """mIoU (over classes present in truth or prediction), per-class IoU and pixel accuracy."""
+  """mIoU (over classes present in truth or prediction), per-class IoU and pixel accuracy.
+
+  A class absent from both has no IoU (None) and stays out of the mean; with no labelled pixel at
+  all, mIoU and accuracy are 0, so metrics.jsonl never holds a NaN.
+  """
   confusion = np.asarray(confusion, np.float64)
   tp = np.diag(confusion)
   union = confusion.sum(0) + confusion.sum(1) - tp
-  with np.errstate(invalid="ignore", divide="ignore"):
-    iou = tp / union
+  present = union > 0
+  iou = np.where(present, tp / np.maximum(union, 1), np.nan)
   return {
-      "miou": float(np.nanmean(iou)),
+      "miou": float(iou[present].mean()) if present.any() else 0.0,
       "pixel_acc": float(tp.sum() / max(confusion.sum(), 1)),
       "iou_per_class": {name: (None if np.isnan(v) else float(v)) for name, v in zip(class_names, iou)},
   }
