@@ -20,10 +20,25 @@ import threading
 import time
 
 
-def free_port():
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    return s.getsockname()[1]
+def reserve_port():
+  """A socket that holds a free port for the coordinator until the launch ends.
+
+  Closing it first (bind port 0, read, close) would let another program take the port before
+  process 0 binds it. Bound, never listening, with SO_REUSEPORT, it keeps every other program off
+  the port (their bind fails, port 0 never returns it) while the coordinator's gRPC server, which
+  sets SO_REUSEPORT on Linux, still binds and listens there. Like the coordinator, it binds the
+  IPv4 and IPv6 wildcard ([::], dual-stack), so no address of this host can take the port either.
+  """
+  try:
+    s = socket.socket(socket.AF_INET6)
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    address = ("::", 0)
+  except OSError:  # no IPv6: gRPC falls back to 0.0.0.0 as well
+    s = socket.socket()
+    address = ("0.0.0.0", 0)
+  s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+  s.bind(address)
+  return s
 
 
 def process_env(base, process_id, num_processes, devices, port):
@@ -48,7 +63,13 @@ def _relay(process_id, stream, out):
 
 def launch(command, num_processes, devices, port=None, timeout=None):
   """Starts the processes, relays their output, and returns the first non-zero status (or 0)."""
-  port = port or free_port()
+  if port:  # an explicit port is the user's to keep free
+    return _run(command, num_processes, devices, port, timeout)
+  with reserve_port() as reservation:  # held until every process has ended
+    return _run(command, num_processes, devices, reservation.getsockname()[1], timeout)
+
+
+def _run(command, num_processes, devices, port, timeout):
   procs, relays = [], []
   for i in range(num_processes):
     p = subprocess.Popen(command, env=process_env(os.environ, i, num_processes, devices, port),

@@ -89,3 +89,33 @@ def test_local_launcher_stops_the_others_when_one_fails():
                           check=False)
   assert result.returncode == 3
   assert time.monotonic() - start < 60
+
+
+def test_local_launcher_holds_the_coordinator_port_while_the_processes_run():
+  # Another program taking the port before process 0's coordinator binds it would crash the run.
+  code = ("import errno, os, socket\n"
+          "port = int(os.environ['SEGJAX_COORDINATOR_ADDRESS'].rsplit(':', 1)[1])\n"
+          "try:\n"
+          "  socket.socket().bind(('127.0.0.1', port))\n"
+          "  print('bound')\n"
+          "except OSError as e:\n"
+          "  print(errno.errorcode[e.errno])\n")
+  result = subprocess.run([sys.executable, os.path.join(LAUNCH, "local.py"), "--processes=2", "--",
+                           sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          check=False)
+  assert result.returncode == 0, result.stdout + result.stderr
+  assert sorted(result.stdout.splitlines()) == ["[0] EADDRINUSE", "[1] EADDRINUSE"]
+
+
+def test_local_launcher_coordinator_starts_on_the_held_port():
+  # The hold must let JAX's coordinator (gRPC, SO_REUSEPORT) bind the port, or process 0 crashes.
+  code = ("from segjax import parallel\n"
+          "parallel.initialize()\n"
+          "import jax\n"
+          "print('processes', jax.process_count())\n")
+  result = subprocess.run([sys.executable, os.path.join(LAUNCH, "local.py"), "--processes=2",
+                           "--devices_per_process=1", "--timeout=60", "--", sys.executable, "-c", code],
+                          cwd=ROOT, capture_output=True, text=True, timeout=100, check=False)
+  assert result.returncode == 0, result.stdout + result.stderr
+  assert sorted(l for l in result.stdout.splitlines() if "processes" in l) == [
+      "[0] processes 2", "[1] processes 2"]
