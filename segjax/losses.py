@@ -5,7 +5,14 @@ import optax
 
 
 def semantic_cross_entropy(logits, labels, ignore_label, top_k=1.0):
-  """Mean pixel cross-entropy over labelled pixels, or over each image's hardest `top_k` fraction."""
+  """Mean pixel cross-entropy over labelled pixels, or over each image's hardest `top_k` fraction.
+
+  With top_k < 1 the k = int(top_k * H * W) hardest pixels of each image are averaged, ignored
+  pixels taking part as zeros, so a mostly ignored image contributes a small loss. detectron2's and
+  Panoptic-DeepLab's DeepLabCE also divide by k with ignored pixels as zeros, but take the top k over
+  the whole batch; deeplab2 takes it per image, as here, but divides by the count of non-zero
+  losses among the k, as TF DeepLab does over the batch.
+  """
   valid = labels != ignore_label
   safe = jnp.where(valid, labels, 0)
   per_pixel = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), safe) * valid
