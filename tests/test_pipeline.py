@@ -1,11 +1,10 @@
-"""tf.data pipeline: value ranges, joint augmentation, resumable order, eval padding, label checks."""
+"""tf.data pipeline: value ranges, resumable order, eval padding, label checks (augmentation:
+test_augment.py)."""
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from conftest import tiny_config
 from segjax import data
-from segjax.data import augment
 from segjax.errors import UserError
 
 
@@ -16,33 +15,6 @@ def test_train_batches_shapes_and_range(data_dir):
   assert batch["image"].max() > 0.5  # pixels were scaled, not left in [0, 255] or zeroed
   assert batch["semantic"].shape == (4, 48, 48)
   assert set(np.unique(batch["semantic"])) <= {0, 1, 2, 3, 255}
-
-
-def test_flip_and_crop_move_image_and_labels_together():
-  labels = np.random.default_rng(0).integers(0, 4, (32, 32, 1)).astype(np.uint8)
-  image = np.repeat(labels * 60, 3, axis=-1).astype(np.uint8)  # the image spells out its labels
-  flipped = 0
-  for s in range(16):
-    img, lab = augment.scale_crop_flip(tf.constant(image), tf.constant(labels), tf.constant([s, 1]),
-                                       crop_size=24, min_scale=1.0, max_scale=1.0, flip=True,
-                                       ignore_label=255)
-    img, lab = img.numpy(), lab.numpy()
-    np.testing.assert_allclose(np.round(img[..., 0] * 255 / 60), lab[..., 0])
-    # Find the crop in the original to learn whether it was flipped.
-    found = [f for f in (False, True) for y in range(9) for x in range(9)
-             if np.array_equal((labels[:, ::-1] if f else labels)[y:y + 24, x:x + 24], lab)]
-    assert found
-    flipped += found[0]
-  assert 0 < flipped < 16
-
-
-def test_scaling_resizes_labels_with_nearest_neighbour():
-  labels = np.random.default_rng(1).integers(0, 4, (32, 32, 1)).astype(np.uint8)
-  image = np.zeros((32, 32, 3), np.uint8)
-  _, lab = augment.scale_crop_flip(tf.constant(image), tf.constant(labels), tf.constant([3, 4]),
-                                   crop_size=40, min_scale=1.7, max_scale=1.9, flip=False,
-                                   ignore_label=255)
-  assert set(np.unique(lab.numpy())) <= {0, 1, 2, 3, 255}  # no blended label values
 
 
 def test_resumed_stream_equals_uninterrupted(data_dir):
