@@ -1,0 +1,69 @@
+"""The evaluator on the tiny validation split, scoring predictions with known flaws (tests/oracle.py):
+figures inside (0, 1), files that pycocotools rescores alike, padding never scored."""
+import json
+import os
+
+import numpy as np
+import pytest
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+import tensorflow_datasets as tfds
+
+from conftest import tiny_panoptic_config
+import oracle
+from segjax import data, parallel
+from segjax.evaluator import evaluate
+from segjax.metrics_writer import MetricsWriter
+
+CLASS_NAMES = ["background", "disk", "square", "triangle"]
+
+
+def _evaluate(config, workdir):
+  mesh = parallel.make_mesh()
+  writer = MetricsWriter(workdir)
+  scores = evaluate(oracle.eval_fn(config, mesh), None, data.EvalData(config, config.eval_batch_size),
+                    mesh, config, CLASS_NAMES, 1, workdir, writer)
+  writer.close()
+  return scores
+
+
+@pytest.fixture(scope="module")
+def scored(data_dir, tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp("oracle_eval"))
+  return _evaluate(tiny_panoptic_config(data_dir), workdir), workdir
+
+
+def test_flawed_predictions_score_inside_zero_and_one(scored):
+  scores, workdir = scored
+  for key in ("miou", "pixel_acc", "mask_ap", "mask_ap50", "pq", "pq_things", "sq_things", "rq_things"):
+    assert 0.3 < scores[key] < 0.99, (key, scores[key])
+  assert scores["pq_stuff"] > 0.9  # the background is predicted exactly
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    line = json.loads(f.readline())
+  assert line["step"] == 1 and line["kind"] == "eval" and line["mask_ap"] == scores["mask_ap"]
+
+
+def test_written_coco_files_hold_every_instance_and_rescore_alike(data_dir, scored):
+  scores, workdir = scored
+  folder = os.path.join(workdir, "eval", "1")
+  with open(os.path.join(folder, "instances_gt.json")) as f:
+    gt = json.load(f)
+  split = tfds.builder("synthetic_scenes/tiny", data_dir=data_dir).as_dataset(split="validation")
+  counts = {int(ex["image_id"]): len(ex["objects"]["label"]) for ex in split}
+  assert sorted(im["id"] for im in gt["images"]) == sorted(counts)
+  assert len(gt["annotations"]) == sum(counts.values())  # every object is a thing here
+  # pycocotools alone, on the files, gives the reported figures.
+  coco = COCO(os.path.join(folder, "instances_gt.json"))
+  run = COCOeval(coco, coco.loadRes(os.path.join(folder, "instances_results.json")), iouType="segm")
+  run.evaluate()
+  run.accumulate()
+  run.summarize()
+  assert run.stats[0] == pytest.approx(scores["mask_ap"], abs=1e-12)
+  assert run.stats[1] == pytest.approx(scores["mask_ap50"], abs=1e-12)
+
+
+def test_padding_to_a_larger_eval_size_changes_no_figure(data_dir, scored, tmp_path):
+  scores, _ = scored
+  padded = _evaluate(tiny_panoptic_config(data_dir, **{"input.eval_size": 80}), str(tmp_path))
+  for key, value in scores.items():
+    assert padded[key] == pytest.approx(value, abs=1e-9), key
