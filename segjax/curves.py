@@ -16,7 +16,15 @@ def plot_curves(workdir):
   if not os.path.exists(path):
     return None
   with open(path) as f:
-    records = [json.loads(line) for line in f if line.strip()]
+    fig = draw([json.loads(line) for line in f if line.strip()])
+  out = os.path.join(workdir, "curves.png")
+  fig.savefig(out, dpi=100)
+  plt.close(fig)
+  return out
+
+
+def draw(records):
+  """The figure of metrics.jsonl's records: training loss on the left, eval metrics on the right."""
   train = [r for r in records if r["kind"] == "train"]
   evals = [r for r in records if r["kind"] == "eval"]
   fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
@@ -32,7 +40,4 @@ def plot_curves(workdir):
   for ax in (left, right):
     ax.grid(alpha=0.3)
   fig.tight_layout()
-  out = os.path.join(workdir, "curves.png")
-  fig.savefig(out, dpi=100)
-  plt.close(fig)
-  return out
+  return fig

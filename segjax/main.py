@@ -88,8 +88,7 @@ def main(argv):
     from segjax import train  # after jax.distributed: importing the models must not start a backend
     train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
   except UserError as e:
-    logging.error("%s", e)
-    sys.exit(f"segjax: error: {e}")
+    sys.exit(f"segjax: error: {e}")  # to stderr once, without a traceback
 
 
 if __name__ == "__main__":

@@ -186,17 +186,17 @@ def train_and_evaluate(config, workdir):
   if latest is not None:
     state, _ = ckpt.restore(latest, state)
     logging.info("Resuming from the checkpoint at step %d in %s.", latest, ckpt.directory)
+  start = int(state.step)
+  if start >= config.total_steps:  # its config.json stays the one it was trained with
+    logging.info("Run already finished: step %d >= total_steps %d; nothing to train.", start,
+                 config.total_steps)
+    ckpt.close()
+    return state
   if jax.process_index() == 0:  # only now: a failed restore leaves the run's files as they were
     with open(os.path.join(workdir, "config.json"), "w") as f:
       f.write(config.to_json_best_effort(indent=2))
     with open(os.path.join(workdir, "class_names.json"), "w") as f:
       json.dump(list(class_names), f)
-  start = int(state.step)
-  if start >= config.total_steps:
-    logging.info("Run already finished: step %d >= total_steps %d; nothing to train.", start,
-                 config.total_steps)
-    ckpt.close()
-    return state
 
   writer = MetricsWriter(workdir)
   eval_data = data.EvalData(config, parallel.host_batch_size(config.eval_batch_size))

@@ -1,6 +1,9 @@
-"""The train loop: loss falls, resume equals straight, errors are sentences (devices: test_multihost)."""
+"""The train loop: what it logs, resume equals straight, errors are sentences (devices: test_multihost)."""
+import glob
 import json
+import math
 import os
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -8,7 +11,7 @@ import numpy as np
 import pytest
 
 from conftest import tiny_config, tiny_panoptic_config
-from segjax import train
+from segjax import curves, data, train, visualize
 from segjax.checkpoint import Checkpointer
 from segjax.errors import UserError
 from segjax.models import build_segmenter
@@ -34,11 +37,25 @@ def _restore(workdir, config=None):
   return state
 
 
+def _config(data_dir, **overrides):
+  """The tiny config with a warm-up and a cosine decay, so that a wrong schedule position shows."""
+  return tiny_config(data_dir, **{"optimizer.schedule": "cosine", "optimizer.warmup_steps": 2,
+                                  **overrides})
+
+
+def _lr(step, total=8, warmup=2, peak=1e-2):
+  """The learning rate of 1-based `step`: it runs with the schedule at step - 1."""
+  t = step - 1
+  if t < warmup:
+    return peak * t / warmup
+  return peak * 0.5 * (1 + math.cos(math.pi * (t - warmup) / (total - warmup)))
+
+
 @pytest.fixture(scope="module")
 def straight(data_dir, tmp_path_factory):
-  """Eight steps in one go; the reference for the resume test."""
+  """Eight steps in one go; the reference for the resume tests."""
   workdir = str(tmp_path_factory.mktemp("straight"))
-  train.train_and_evaluate(tiny_config(data_dir), workdir)
+  train.train_and_evaluate(_config(data_dir), workdir)
   return workdir
 
 
@@ -59,22 +76,103 @@ def test_loss_falls(data_dir, tmp_path):
   assert np.mean(losses[-2:]) < 0.7 * losses[0]
 
 
-def test_resume_equals_straight_run(data_dir, straight, tmp_path):
+def test_logged_learning_rate_warms_up_then_decays(straight):
+  logged = [t["learning_rate"] for t in _lines(straight, "train")]
+  np.testing.assert_allclose(logged, [_lr(s) for s in range(1, 9)], atol=1e-9)
+  assert logged[0] == 0.0 and max(logged) == pytest.approx(1e-2)
+
+
+def test_tensorboard_holds_the_logged_scalars_and_eval_pictures(data_dir, straight):
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  scalars, pictures = {}, {}
+  for path in glob.glob(os.path.join(straight, "tensorboard", "events.out.tfevents*")):
+    for event in tf.compat.v1.train.summary_iterator(path):
+      for value in event.summary.value:
+        if value.HasField("image"):
+          pictures[event.step] = tf.io.decode_png(value.image.encoded_image_string).numpy()
+        else:
+          scalars.setdefault(value.tag, {})[event.step] = value.simple_value
+  for kind in ("train", "eval"):
+    for record in _lines(straight, kind):
+      for key in ("loss", "learning_rate", "miou", "pixel_acc"):
+        if key in record:
+          assert scalars[f"{kind}/{key}"][record["step"]] == pytest.approx(record[key], rel=1e-6)
+  assert sorted(scalars["eval/miou"]) == [4, 8] and sorted(scalars["train/loss"]) == list(range(1, 9))
+  # Each picture: image | truth | prediction for the first two eval images, side by side.
+  first = next(iter(data.EvalData(_config(data_dir), 8)))
+  assert sorted(pictures) == [4, 8]
+  for picture in pictures.values():
+    assert picture.shape == (64, 2 * 3 * 64, 3)
+    for i in range(2):
+      row = picture[:, i * 192:(i + 1) * 192]
+      np.testing.assert_allclose(row[:, :64], first["image"][i] * 255, atol=1)
+      np.testing.assert_array_equal(row[:, 64:128], visualize.colorize(first["semantic"][i], 4))
+
+
+def test_curves_plot_the_logged_records(straight):
+  with open(os.path.join(straight, "metrics.jsonl")) as f:
+    fig = curves.draw([json.loads(line) for line in f])
+  loss, evals = fig.axes
+  (line,) = loss.lines
+  np.testing.assert_array_equal(line.get_xdata(), range(1, 9))
+  np.testing.assert_allclose(line.get_ydata(), [t["loss"] for t in _lines(straight, "train")])
+  plotted = {l.get_label(): (list(l.get_xdata()), list(l.get_ydata())) for l in evals.lines}
+  assert set(plotted) == {"miou", "pixel_acc"}
+  for key, (steps, values) in plotted.items():
+    assert steps == [4, 8] and values == [e[key] for e in _lines(straight, "eval")]
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  with Image.open(os.path.join(straight, "curves.png")) as im:
+    assert im.size == (1100, 400)
+
+
+def _stop_after(monkeypatch, steps):
+  """Makes the next run die (as if killed) when it asks for batch `steps` + 1."""
+  real = data.train_batches
+
+  def batches(*args):
+    for i, batch in enumerate(real(*args)):
+      if i == steps:
+        raise KeyboardInterrupt
+      yield batch
+
+  monkeypatch.setattr(data, "train_batches", batches)
+
+
+def test_interrupted_run_resumes_to_the_straight_run(data_dir, straight, tmp_path, monkeypatch):
   workdir = str(tmp_path)
-  train.train_and_evaluate(tiny_config(data_dir, total_steps=4), workdir)
-  train.train_and_evaluate(tiny_config(data_dir), workdir)  # raising total_steps continues
-  # Same batches: the per-step losses after the restart match the uninterrupted run.
-  np.testing.assert_allclose([t["loss"] for t in _lines(workdir, "train")],
-                             [t["loss"] for t in _lines(straight, "train")], rtol=1e-5)
+  _stop_after(monkeypatch, 4)
+  with pytest.raises(KeyboardInterrupt):
+    train.train_and_evaluate(_config(data_dir), workdir)
+  monkeypatch.undo()
+  assert [t["step"] for t in _lines(workdir, "train")] == [1, 2, 3, 4]
+  train.train_and_evaluate(_config(data_dir), workdir)
+  # Same batches and the same place on the schedule: every step's loss and rate match, and so do
+  # the final parameters.
+  for key in ("loss", "learning_rate"):
+    np.testing.assert_allclose([t[key] for t in _lines(workdir, "train")],
+                               [t[key] for t in _lines(straight, "train")], rtol=1e-5, atol=1e-9)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
                _params(workdir), _params(straight))
 
 
-def test_finished_run_does_no_training(data_dir, straight):
-  before = open(os.path.join(straight, "metrics.jsonl")).read()
-  state = train.train_and_evaluate(tiny_config(data_dir), straight)
+def test_raised_total_steps_continues_on_the_longer_schedule(data_dir, straight, tmp_path):
+  workdir = str(tmp_path / "run")
+  shutil.copytree(straight, workdir)
+  train.train_and_evaluate(_config(data_dir, total_steps=12), workdir)
+  logged = {t["step"]: t["learning_rate"] for t in _lines(workdir, "train")}
+  assert sorted(logged) == list(range(1, 13))
+  # Steps 9..12 run where a 12-step schedule is at steps 8..11, not at the end of the 8-step one.
+  np.testing.assert_allclose([logged[s] for s in range(9, 13)], [_lr(s, total=12) for s in range(9, 13)],
+                             atol=1e-9)
+  assert logged[9] > 1e-3 > logged[8]
+
+
+def test_finished_run_does_no_training_and_keeps_its_files(data_dir, straight):
+  before = {name: open(os.path.join(straight, name)).read() for name in ("metrics.jsonl", "config.json")}
+  state = train.train_and_evaluate(_config(data_dir, **{"optimizer.lr": 0.5}), straight)
   assert int(state.step) == 8
-  assert open(os.path.join(straight, "metrics.jsonl")).read() == before
+  for name, text in before.items():  # config.json still says how the run was trained
+    assert open(os.path.join(straight, name)).read() == text, name
 
 
 def test_batch_not_divisible_by_devices(data_dir, tmp_path):
@@ -98,7 +196,6 @@ def test_unknown_model_and_dataset(data_dir, tmp_path):
 
 
 def test_corrupt_checkpoint_is_named_and_kept(data_dir, straight, tmp_path):
-  import shutil  # pylint: disable=g-import-not-at-top
   workdir = str(tmp_path / "run")
   shutil.copytree(straight, workdir)
   state_dir = os.path.join(workdir, "checkpoints", "8", "state")
@@ -137,8 +234,11 @@ def test_bfloat16_compute_trains_and_evaluates(data_dir, tmp_path):
 
   state = train.train_and_evaluate(config, str(tmp_path))
   assert all(p.dtype == np.float32 for p in jax.tree.leaves(state.params))  # float32 master weights
-  losses = [t["loss"] for t in _lines(str(tmp_path), "train")]
-  assert np.all(np.isfinite(losses))
+  lines = _lines(str(tmp_path), "train")
+  assert np.all(np.isfinite([t["loss"] for t in lines]))
+  for t in lines:  # the instance losses are logged beside the total
+    assert t["loss"] == pytest.approx(t["semantic_ce"] + config.loss.center_weight * t["center_mse"]
+                                      + config.loss.offset_weight * t["offset_l1"], rel=1e-4)
   last = _lines(str(tmp_path), "eval")[-1]
   assert all(0.0 <= last[k] <= 1.0 for k in ("miou", "mask_ap", "pq"))
 
