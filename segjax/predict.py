@@ -88,12 +88,12 @@ def draw(image, pred, class_names):
     inst[mask] = colours[k]
     ys, xs = np.nonzero(mask)
     labels.append(((xs.mean(), ys.mean()), f"{class_names[pred['classes'][k]]} {pred['scores'][k]:.2f}"))
-  canvas = Image.fromarray(np.concatenate([(image * 255).astype(np.uint8), semantic, inst], axis=1))
-  pen = ImageDraw.Draw(canvas)
-  offset = 2 * image.shape[1]
+  panel = Image.fromarray(inst)  # text drawn on its own panel cannot spill onto the others
+  pen = ImageDraw.Draw(panel)
   for (x, y), text in labels:
-    pen.text((offset + x, y), text, fill=(255, 255, 255), anchor="mm", stroke_width=1, stroke_fill=(0, 0, 0))
-  return canvas
+    pen.text((x, y), text, fill=(255, 255, 255), anchor="mm", stroke_width=1, stroke_fill=(0, 0, 0))
+  return Image.fromarray(np.concatenate([(image * 255).astype(np.uint8), semantic, np.asarray(panel)],
+                                        axis=1))
 
 
 def predict_files(workdir, images, out):

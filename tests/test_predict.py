@@ -6,10 +6,11 @@ import sys
 
 import numpy as np
 from PIL import Image
+from pycocotools import mask as mask_utils
 import pytest
 
 from conftest import tiny_panoptic_config
-from segjax import predict, train
+from segjax import predict, train, visualize
 from segjax.errors import UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -30,17 +31,36 @@ def test_run_draws_its_curves(run):
 
 
 def test_predict_writes_picture_masks_and_results(run, tmp_path):
+  image = np.random.default_rng(0).integers(0, 255, (50, 70, 3), np.uint8)
   path = str(tmp_path / "scene.png")
-  Image.fromarray(np.random.default_rng(0).integers(0, 255, (50, 70, 3), np.uint8)).save(path)
+  Image.fromarray(image).save(path)
   out = str(tmp_path / "out")
   predict.predict_files(run, [path], out)
-  with Image.open(os.path.join(out, "scene.png")) as im:
-    assert im.size == (3 * 70, 50)
-  masks = np.load(os.path.join(out, "scene_masks.npz"))
-  assert masks["semantic"].shape == (50, 70) and masks["masks"].shape[1:] == (50, 70)
+  pred = np.load(os.path.join(out, "scene_masks.npz"))
+  # The semantic map is the model's argmax on the image padded to a multiple of 32, cropped back.
+  config, model, variables = predict.load_run(run)
+  padded = np.zeros((1, 64, 96, 3), np.float32)
+  padded[0, :50, :70] = image / 255.0
+  logits = model.apply(variables, padded, train=False)["semantic_logits"][0, :50, :70]
+  np.testing.assert_array_equal(pred["semantic"], np.argmax(logits, -1))
+  # Every valid instance is a set of thing pixels with its own id in the panoptic map.
+  valid = np.nonzero(pred["valid"])[0]
+  assert len(valid) > 0 and pred["masks"].shape[1:] == (50, 70)
+  for k in valid:
+    mask = pred["masks"][k]
+    assert mask.any() and np.isin(pred["semantic"][mask], config.dataset.thing_classes).all()
+    np.testing.assert_array_equal(pred["panoptic"] == pred["classes"][k] * 1000 + k + 1, mask)
+  # The COCO results are those instances, and the picture shows the image and the semantic map.
   results = json.load(open(os.path.join(out, "scene_results.json")))
-  assert len(results) == int(masks["valid"].sum())
-  assert all({"image_id", "category_id", "segmentation", "score"} <= set(r) for r in results)
+  assert len(results) == len(valid)
+  for r, k in zip(results, valid):
+    np.testing.assert_array_equal(mask_utils.decode(r["segmentation"]), pred["masks"][k])
+    assert r["category_id"] == pred["classes"][k] and r["score"] == pytest.approx(pred["scores"][k])
+  with Image.open(os.path.join(out, "scene.png")) as im:
+    picture = np.asarray(im.convert("RGB"))
+  assert picture.shape == (50, 3 * 70, 3)
+  np.testing.assert_allclose(picture[:, :70], image, atol=1)
+  np.testing.assert_array_equal(picture[:, 70:140], visualize.colorize(pred["semantic"], 4))
 
 
 def test_predict_rejects_bad_input(run, tmp_path):
