@@ -1,10 +1,12 @@
-"""A few train steps on fixed global batches, the same whatever the number of processes and devices.
+"""A few train steps on fixed global batches, the same whatever the number of processes and devices;
+then the evaluator's figures for predictions with known flaws (oracle.py) on the tiny eval split.
 
-test_multihost runs it as a script under launch/local.py (several processes) and calls `run`
-in-process (one process), then compares losses and parameters.
+test_multihost runs it as a script under launch/local.py (several processes) and calls `run` and
+`oracle.score` in-process (one process), then compares losses, parameters and figures.
 
-    python tests/multihost_worker.py OUT.npz   # process 0 writes the losses and parameters
+    python tests/multihost_worker.py OUT.npz DATA_DIR   # process 0 writes what it measured
 """
+import os
 import sys
 
 import numpy as np
@@ -46,15 +48,19 @@ def run(config, mesh, steps=STEPS):
                               for path, leaf in jax.tree_util.tree_leaves_with_path(variables)}
 
 
-def main(out_path):
+def main(out_path, data_dir):
   from segjax import parallel  # pylint: disable=g-import-not-at-top
   parallel.initialize()  # from the SEGJAX_* variables that launch/local.py sets
   import jax  # pylint: disable=g-import-not-at-top
+  import oracle  # pylint: disable=g-import-not-at-top
+  from tiny_configs import tiny_panoptic_config  # pylint: disable=g-import-not-at-top
   losses, variables = run(config(), parallel.make_mesh())
+  scores = oracle.score(tiny_panoptic_config(data_dir), os.path.join(os.path.dirname(out_path), "eval"))
   if jax.process_index() == 0:
     np.savez(out_path, losses=losses, num_devices=jax.device_count(),
-             num_processes=jax.process_count(), **{"var" + k: v for k, v in variables.items()})
+             num_processes=jax.process_count(), **{"var" + k: v for k, v in variables.items()},
+             **{"score_" + k: v for k, v in scores.items()})
 
 
 if __name__ == "__main__":
-  main(sys.argv[1])
+  main(*sys.argv[1:])

@@ -3,7 +3,6 @@ figures inside (0, 1), files that pycocotools rescores alike, padding never scor
 import json
 import os
 
-import numpy as np
 import pytest
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
@@ -11,26 +10,12 @@ import tensorflow_datasets as tfds
 
 from conftest import tiny_panoptic_config
 import oracle
-from segjax import data, parallel
-from segjax.evaluator import evaluate
-from segjax.metrics_writer import MetricsWriter
-
-CLASS_NAMES = ["background", "disk", "square", "triangle"]
-
-
-def _evaluate(config, workdir):
-  mesh = parallel.make_mesh()
-  writer = MetricsWriter(workdir)
-  scores = evaluate(oracle.eval_fn(config, mesh), None, data.EvalData(config, config.eval_batch_size),
-                    mesh, config, CLASS_NAMES, 1, workdir, writer)
-  writer.close()
-  return scores
 
 
 @pytest.fixture(scope="module")
 def scored(data_dir, tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("oracle_eval"))
-  return _evaluate(tiny_panoptic_config(data_dir), workdir), workdir
+  return oracle.score(tiny_panoptic_config(data_dir), workdir), workdir
 
 
 def test_flawed_predictions_score_inside_zero_and_one(scored):
@@ -64,6 +49,6 @@ def test_written_coco_files_hold_every_instance_and_rescore_alike(data_dir, scor
 
 def test_padding_to_a_larger_eval_size_changes_no_figure(data_dir, scored, tmp_path):
   scores, _ = scored
-  padded = _evaluate(tiny_panoptic_config(data_dir, **{"input.eval_size": 80}), str(tmp_path))
+  padded = oracle.score(tiny_panoptic_config(data_dir, **{"input.eval_size": 80}), str(tmp_path))
   for key, value in scores.items():
     assert padded[key] == pytest.approx(value, abs=1e-9), key
