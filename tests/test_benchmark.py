@@ -29,6 +29,7 @@ assert not loaded, loaded
 """
 
 
+@pytest.mark.slow
 def test_benchmark_runs_on_cpu_without_tensorflow_and_prints_json():
   result = subprocess.run([sys.executable, "-c", _RUN_CLI, os.path.join(BENCH, "tiny.py")],
                           capture_output=True, text=True, timeout=300, check=False, cwd=ROOT,

@@ -39,6 +39,7 @@ def _launch(command, processes=2, devices=4):
   return result.stdout
 
 
+@pytest.mark.slow
 def test_two_processes_equal_one_process_of_eight_and_of_one_device(data_dir, tmp_path):
   out = str(tmp_path / "two.npz")
   _launch([os.path.join(TESTS, "multihost_worker.py"), out, data_dir])
@@ -72,6 +73,7 @@ def two_process_run(data_dir, tmp_path_factory):
   return workdir, log
 
 
+@pytest.mark.slow
 def test_two_process_run_logs_once_and_scores_every_host(two_process_run):
   workdir, log = two_process_run
   assert "[0]" in log and "Training steps 0..4 on 8 devices" in log
@@ -83,6 +85,7 @@ def test_two_process_run_logs_once_and_scores_every_host(two_process_run):
     assert len(json.load(f)["images"]) == 20  # both hosts' halves of the validation split
 
 
+@pytest.mark.slow
 def test_two_process_checkpoint_restores_and_scores_the_same_in_one_process(data_dir, two_process_run,
                                                                             tmp_path):
   workdir = str(tmp_path / "run")  # a copy: the fixture's run stays at step 4 for the other tests

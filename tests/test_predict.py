@@ -25,11 +25,13 @@ def run(data_dir, tmp_path_factory):
   return workdir
 
 
+@pytest.mark.slow
 def test_run_draws_its_curves(run):
   with Image.open(os.path.join(run, "curves.png")) as im:
     assert im.size[0] > 400
 
 
+@pytest.mark.slow
 def test_predict_writes_picture_masks_and_results(run, tmp_path):
   image = np.random.default_rng(0).integers(0, 255, (50, 70, 3), np.uint8)
   path = str(tmp_path / "scene.png")
@@ -63,6 +65,7 @@ def test_predict_writes_picture_masks_and_results(run, tmp_path):
   np.testing.assert_array_equal(picture[:, 70:140], visualize.colorize(pred["semantic"], 4))
 
 
+@pytest.mark.slow
 def test_predict_rejects_bad_input(run, tmp_path):
   with pytest.raises(UserError, match=r"Image '.*missing.png' does not exist"):
     predict.predict_files(run, [str(tmp_path / "missing.png")], str(tmp_path / "out"))

@@ -16,6 +16,8 @@ from segjax.checkpoint import Checkpointer
 from segjax.errors import UserError
 from segjax.models import build_segmenter
 
+pytestmark = pytest.mark.slow  # every test here trains or restores a run
+
 
 def _lines(workdir, kind):
   with open(os.path.join(workdir, "metrics.jsonl")) as f:
