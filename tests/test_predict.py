@@ -61,7 +61,7 @@ def test_predict_writes_picture_masks_and_results(run, tmp_path):
   with Image.open(os.path.join(out, "scene.png")) as im:
     picture = np.asarray(im.convert("RGB"))
   assert picture.shape == (50, 3 * 70, 3)
-  np.testing.assert_allclose(picture[:, :70], image, atol=1)
+  np.testing.assert_array_equal(picture[:, :70], image)
   np.testing.assert_array_equal(picture[:, 70:140], visualize.colorize(pred["semantic"], 4))
 
 
