@@ -1,10 +1,13 @@
 """tf.data pipeline: value ranges, resumable order, eval padding, label checks (augmentation:
 test_augment.py)."""
+from etils import epath
 import numpy as np
 import pytest
+import tensorflow_datasets as tfds
 
-from conftest import tiny_config
+from conftest import tiny_config, tiny_panoptic_config
 from segjax import data
+from segjax.data import pipeline
 from segjax.errors import UserError
 
 
@@ -51,3 +54,43 @@ def test_unknown_and_unprepared_datasets_are_named(data_dir, tmp_path):
     data.dataset_info(tiny_config(data_dir, **{"dataset.name": "no_such_set"}))
   with pytest.raises(UserError, match=r"Dataset 'mnist' is not prepared in .*tfds build mnist"):
     data.dataset_info(tiny_config(str(tmp_path), **{"dataset.name": "mnist"}))
+
+
+class NoIdScenes(tfds.core.GeneratorBasedBuilder):
+  """Five 16x16 examples with no image_id feature, as most datasets have none."""
+  VERSION = tfds.core.Version("1.0.0")
+  pkg_dir_path = epath.Path(__file__).parent  # tfds looks for metadata beside the builder's package
+
+  def _info(self):
+    return self.dataset_info_from_configs(features=tfds.features.FeaturesDict({
+        "image": tfds.features.Image(shape=(16, 16, 3)),
+        "semantic": tfds.features.Image(shape=(16, 16, 1)),
+        "instance": tfds.features.Image(shape=(16, 16, 1)),
+    }))
+
+  def _split_generators(self, dl_manager):
+    del dl_manager
+    return {"validation": self._generate_examples()}
+
+  def _generate_examples(self):
+    for i in range(5):
+      yield i, {"image": np.full((16, 16, 3), 10 * i, np.uint8),
+                "semantic": np.zeros((16, 16, 1), np.uint8), "instance": np.zeros((16, 16, 1), np.uint8)}
+
+
+def test_eval_images_without_ids_get_one_id_each(tmp_path):
+  tfds.builder("no_id_scenes", data_dir=str(tmp_path)).download_and_prepare()
+  config = tiny_panoptic_config(str(tmp_path), **{"dataset.name": "no_id_scenes", "input.eval_size": 16})
+  batch = next(iter(data.EvalData(config, host_batch=8)))
+  assert sorted(batch["image_id"][batch["valid"]]) == [0, 1, 2, 3, 4]  # not -1 for every image
+
+
+@pytest.mark.parametrize("processes", [2, 3])
+def test_position_ids_follow_each_process_slice(data_dir, processes):
+  builder = tfds.builder("synthetic_scenes/tiny", data_dir=data_dir)
+  ids = lambda split: [int(ex["image_id"]) for ex in builder.as_dataset(split=split, shuffle_files=False)]
+  whole = ids("validation")
+  for i, part in enumerate(tfds.even_splits("validation", n=processes)):
+    first = pipeline._first_index(len(whole), i, processes)  # pylint: disable=protected-access
+    got = ids(part)
+    assert got == whole[first:first + len(got)]

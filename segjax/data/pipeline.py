@@ -124,6 +124,13 @@ def train_batches(config, start_step, host_batch):
     yield _check_labels(batch, config.dataset.num_classes, config.dataset.ignore_label)
 
 
+def _first_index(num_examples, process_index, process_count):
+  """Where this process's slice starts in the split: tfds.even_splits gives the first
+  `num_examples % process_count` slices one example more than the rest."""
+  base, extra = divmod(num_examples, process_count)
+  return process_index * base + min(process_index, extra)
+
+
 class EvalData:
   """The eval split of this process, padded to whole batches of equal count on every process.
 
@@ -140,15 +147,18 @@ class EvalData:
     size, ignore = config.input.eval_size, config.dataset.ignore_label
     keys = _label_keys(config)
     decoders = {k: tfds.decode.SkipDecoding() for k in ("image",) + keys}
+    first = _first_index(self.num_examples, jax.process_index(), jax.process_count())
 
-    def prepare(example):
+    def prepare(index, example):
       image, labels = augment.pad_to(*_decode(features, example, keys), size, ignore)
-      out = {"image": tf.cast(image, tf.uint8), "valid": True,
-             "image_id": tf.cast(example.get("image_id", -1), tf.int64)}
+      # The dataset's own id where it has one, else the position in the split: COCO files need
+      # one id per image.
+      image_id = example["image_id"] if "image_id" in features else first + index
+      out = {"image": tf.cast(image, tf.uint8), "valid": True, "image_id": tf.cast(image_id, tf.int64)}
       out.update({k: labels[..., i] for i, k in enumerate(keys)})
       return out
 
-    real = builder.as_dataset(split=split, shuffle_files=False, decoders=decoders).map(
+    real = builder.as_dataset(split=split, shuffle_files=False, decoders=decoders).enumerate().map(
         prepare, num_parallel_calls=_AUTOTUNE).cache()
     pad = {"image": tf.zeros([size, size, 3], tf.uint8), "valid": False,
            "image_id": tf.constant(-1, tf.int64)}
