@@ -24,9 +24,9 @@ def reserve_port():
   """A socket that holds a free port for the coordinator until the launch ends.
 
   Closing it first (bind port 0, read, close) would let another program take the port before
-  process 0 binds it. Bound, never listening, with SO_REUSEPORT, it keeps every other program off
-  the port (their bind fails, port 0 never returns it) while the coordinator's gRPC server, which
-  sets SO_REUSEPORT on Linux, still binds and listens there. Like the coordinator, it binds the
+  process 0 binds it. Bound, never listening, with SO_REUSEPORT, it keeps programs without
+  SO_REUSEPORT off the port (their bind fails, and port 0 never hands it out) while the
+  coordinator's gRPC server, which sets SO_REUSEPORT on Linux, still binds and listens there. Like the coordinator, it binds the
   IPv4 and IPv6 wildcard ([::], dual-stack), so no address of this host can take the port either.
   """
   try:

@@ -18,12 +18,11 @@ def evaluate(eval_fn, state, eval_data, mesh, config, class_names, step, workdir
   """
   ds, pp = config.dataset, config.postprocess
   main = jax.process_index() == 0  # every process computes and gathers; process 0 scores and writes
-  confusion = np.zeros((ds.num_classes, ds.num_classes), np.int64)  # int32 overflows at 2^31 pixels
-  pictures, coco, pq = None, None, None
+  confusions, pictures, coco, pq = [], None, None, None
   for batch in eval_data:
     inputs = parallel.to_global(batch, mesh)
     out = eval_fn(state, inputs)
-    confusion += np.asarray(jax.device_get(out["confusion"]), np.int64)  # one batch fits int32
+    confusions.append(out["confusion"])  # fetched after the loop: no wait for each batch
     if pictures is None and config.num_summary_images:
       n = config.num_summary_images
       seen = parallel.gather({"image": inputs["image"], "truth": inputs["semantic"], "pred": out["semantic"]})
@@ -43,6 +42,8 @@ def evaluate(eval_fn, state, eval_data, mesh, config, class_names, step, workdir
                  {k: v[i] for k, v in pred["instances"].items()})
         pq.add(panoptic_from_labels(truth["semantic"][i], truth["instance"][i], ds.thing_classes,
                                     ds.ignore_label, pp.label_divisor), pred["panoptic"][i])
+  # Summed in int64: one batch fits int32, a Cityscapes-size split (> 2^31 pixels) does not.
+  confusion = np.sum([np.asarray(c, np.int64) for c in jax.device_get(confusions)], axis=0)
   metrics = semantic_metrics(confusion, class_names)
   scalars = {"miou": metrics["miou"], "pixel_acc": metrics["pixel_acc"]}
   if coco is not None:

@@ -114,9 +114,14 @@ def postprocess_batch(outputs, semantic, config):
 def eval_step(state, batch, *, model, config):
   """Confusion matrix of one global batch (padding excluded), the predicted label maps and, with an
   instance head, the instances and panoptic maps, all post-processed on device."""
-  ds = config.dataset
   outputs = model.apply({"params": state.params, "batch_stats": state.batch_stats},
                         batch["image"], train=False)
+  return eval_outputs(outputs, batch, config)
+
+
+def eval_outputs(outputs, batch, config):
+  """What eval_step returns, from a batch's dense outputs: tests feed it outputs of their own."""
+  ds = config.dataset
   pred = jnp.argmax(outputs["semantic_logits"], -1)
   result = {"confusion": confusion_matrix(pred, batch["semantic"], batch["valid"], ds.num_classes,
                                           ds.ignore_label),

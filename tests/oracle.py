@@ -13,7 +13,6 @@ import jax
 import jax.numpy as jnp
 
 from segjax import data, parallel, train
-from segjax.evaluation import confusion_matrix
 from segjax.evaluator import evaluate
 from segjax.metrics_writer import MetricsWriter
 
@@ -48,10 +47,7 @@ def eval_fn(config, mesh):
   def step(batch):
     outputs = jax.vmap(functools.partial(dense_outputs, num_classes=ds.num_classes,
                                          ignore_label=ds.ignore_label))(batch["semantic"], batch["instance"])
-    pred = jnp.argmax(outputs["semantic_logits"], -1)
-    return {"confusion": confusion_matrix(pred, batch["semantic"], batch["valid"], ds.num_classes,
-                                          ds.ignore_label),
-            "semantic": pred, **train.postprocess_batch(outputs, pred, config)}
+    return train.eval_outputs(outputs, batch, config)
 
   jitted = jax.jit(step, in_shardings=(parallel.batch_sharding(mesh),))
   return lambda state, batch: jitted(batch)

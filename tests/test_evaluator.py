@@ -26,10 +26,22 @@ def test_flawed_predictions_score_inside_zero_and_one(scored):
   scores, workdir = scored
   for key in ("miou", "pixel_acc", "mask_ap", "mask_ap50", "pq", "pq_things", "sq_things", "rq_things"):
     assert 0.3 < scores[key] < 0.99, (key, scores[key])
-  assert scores["pq_stuff"] > 0.9  # the background is predicted exactly
+  assert scores["pq_stuff"] == 1.0  # the background (the one stuff class) is predicted exactly
   with open(os.path.join(workdir, "metrics.jsonl")) as f:
     line = json.loads(f.readline())
   assert line["step"] == 1 and line["kind"] == "eval" and line["mask_ap"] == scores["mask_ap"]
+
+
+def test_semantic_figures_equal_a_numpy_count(data_dir, scored):
+  scores, _ = scored
+  confusion = np.zeros((4, 4), np.int64)
+  for ex in tfds.builder("synthetic_scenes/tiny", data_dir=data_dir).as_dataset(split="validation"):
+    truth, instance = ex["semantic"].numpy()[..., 0], ex["instance"].numpy()[..., 0]
+    pred = np.where(instance == 2, truth % 3 + 1, truth)  # the oracle's one semantic flaw
+    confusion += np.bincount(truth.ravel() * 4 + pred.ravel(), minlength=16).reshape(4, 4)
+  tp, union = np.diag(confusion), confusion.sum(0) + confusion.sum(1) - np.diag(confusion)
+  assert scores["miou"] == pytest.approx(np.mean(tp / union), abs=1e-12)
+  assert scores["pixel_acc"] == pytest.approx(tp.sum() / confusion.sum(), abs=1e-12)
 
 
 def test_written_coco_files_hold_every_instance_and_rescore_alike(data_dir, scored):

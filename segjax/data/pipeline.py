@@ -124,13 +124,6 @@ def train_batches(config, start_step, host_batch):
     yield _check_labels(batch, config.dataset.num_classes, config.dataset.ignore_label)
 
 
-def _first_index(num_examples, process_index, process_count):
-  """Where this process's slice starts in the split: tfds.even_splits gives the first
-  `num_examples % process_count` slices one example more than the rest."""
-  base, extra = divmod(num_examples, process_count)
-  return process_index * base + min(process_index, extra)
-
-
 class EvalData:
   """The eval split of this process, padded to whole batches of equal count on every process.
 
@@ -147,7 +140,9 @@ class EvalData:
     size, ignore = config.input.eval_size, config.dataset.ignore_label
     keys = _label_keys(config)
     decoders = {k: tfds.decode.SkipDecoding() for k in ("image",) + keys}
-    first = _first_index(self.num_examples, jax.process_index(), jax.process_count())
+    # Where this process's slice starts in the split (tfds gives the first slices one more example).
+    first = sum(builder.info.splits[s].num_examples
+                for s in tfds.even_splits(config.dataset.eval_split, n=jax.process_count())[:jax.process_index()])
 
     def prepare(index, example):
       image, labels = augment.pad_to(*_decode(features, example, keys), size, ignore)
