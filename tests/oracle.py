@@ -53,14 +53,16 @@ def eval_fn(config, mesh):
   return lambda state, batch: jitted(batch)
 
 
-def score(config, workdir):
+def score(config, workdir, edit=None):
   """The evaluator's figures for these predictions on config's eval split, over every device of
-  every process (process 0's are the ones to read); metrics and COCO files go to `workdir`."""
+  every process (process 0's are the ones to read); metrics and COCO files go to `workdir`.
+  `edit`, when given, changes each batch's eval outputs (a dict) before the evaluator sees them."""
   os.makedirs(workdir, exist_ok=True)
   mesh = parallel.make_mesh()
+  step = eval_fn(config, mesh)
   writer = MetricsWriter(workdir)
   try:
-    return evaluate(eval_fn(config, mesh), None,
+    return evaluate(step if edit is None else lambda state, batch: edit(dict(step(state, batch))), None,
                     data.EvalData(config, parallel.host_batch_size(config.eval_batch_size)), mesh,
                     config, CLASS_NAMES, 1, workdir, writer)
   finally:
