@@ -10,7 +10,7 @@ from segjax.config import base_config
 
 def get_config():
   c = base_config()
-  c.input.crop_size = 160
+  c.input.crop_size = (160, 160)
   c.optimizer.lr = 4e-3
   c.optimizer.warmup_steps = 50
   c.batch_size = 16

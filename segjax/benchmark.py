@@ -84,9 +84,25 @@ def _gib(num_bytes):
   return None if num_bytes is None else round(num_bytes / 2**30, 3)
 
 
+def _sized(config):
+  """The config with what the model's shapes need; the benchmark reads no data, so no dataset
+  descriptor fills them."""
+  ds = config.dataset
+  if ds.num_classes is None or (config.model.instance_head and ds.thing_classes is None):
+    raise UserError("The benchmark reads no dataset: set config.dataset.num_classes (and "
+                    "config.dataset.thing_classes for an instance head) in the benchmark config.")
+  config = config.copy_and_resolve_references()
+  with config.unlocked():
+    config.input.crop_size = (config.benchmark.image_size,) * 2
+    config.dataset.ignore_label = 255 if ds.ignore_label is None else ds.ignore_label
+    config.dataset.label_divisor = 1000 if ds.label_divisor is None else ds.label_divisor
+  return config
+
+
 def run(config, devices=None):
   """Runs the configured measurements and returns their records (dicts), printing each as a line."""
   config_lib.validate(config)
+  config = _sized(config)
   mesh = parallel.make_mesh(devices)
   parallel.check_batch_size(config.batch_size, mesh)
   bench = config.benchmark

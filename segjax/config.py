@@ -16,17 +16,22 @@ def base_config():
   c = ml_collections.ConfigDict()
   c.seed = 0
   c.dataset = ml_collections.ConfigDict(dict(
-      name="synthetic_scenes/default",
+      name="synthetic_scenes/default",  # a descriptor in segjax/data/datasets/, "/variant" optional
       data_dir=config_dict.placeholder(str),  # tfds default (~/tensorflow_datasets) when unset
-      train_split="train",
+      manual_dir=config_dict.placeholder(str),  # the dataset's official files, read on first use
+      train_split="train",  # any tfds split, e.g. "train[:90%]"
       eval_split="validation",
-      num_classes=4,
-      thing_classes=(1, 2, 3),  # classes with instances; the others are stuff
-      ignore_label=255,
+      # From the dataset's descriptor; a config may only repeat them.
+      num_classes=config_dict.placeholder(int),
+      thing_classes=config_dict.placeholder(tuple),  # classes with instances; the others are stuff
+      ignore_label=config_dict.placeholder(int),
+      label_divisor=config_dict.placeholder(int),  # panoptic id = class * label_divisor + instance
+      label_ids=config_dict.placeholder(tuple),  # the dataset's own id of each class, in output files
   ))
   c.input = ml_collections.ConfigDict(dict(
-      crop_size=256,  # training crops are crop_size x crop_size; eval images are padded to eval_size
-      eval_size=256,
+      # (height, width); the dataset's defaults when unset. Eval images are padded to eval_size.
+      crop_size=config_dict.placeholder(tuple),
+      eval_size=config_dict.placeholder(tuple),
       min_scale=0.75,
       max_scale=1.25,
       flip=True,
@@ -54,7 +59,6 @@ def base_config():
       nms_kernel=7,
       top_k=16,  # instance slots per image
       min_stuff_area=64,
-      label_divisor=1000,
   ))
   c.optimizer = ml_collections.ConfigDict(dict(
       name="adamw",  # adamw | sgd

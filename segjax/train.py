@@ -71,7 +71,8 @@ def make_optimizer(config):
 
 
 def create_train_state(model, tx, rng, image_size):
-  variables = model.init(rng, jnp.zeros((1, image_size, image_size, 3), jnp.float32), train=False)
+  """image_size: (height, width) of the images to initialise with."""
+  variables = model.init(rng, jnp.zeros((1, *image_size, 3), jnp.float32), train=False)
   return TrainState(step=jnp.zeros((), jnp.int32), params=variables["params"],
                     batch_stats=variables.get("batch_stats", {}), opt_state=tx.init(variables["params"]))
 
@@ -107,7 +108,7 @@ def postprocess_batch(outputs, semantic, config):
                                                   outputs["offsets"])
   panoptic = jax.vmap(functools.partial(
       postprocess.panoptic_fusion, thing_classes=things, min_stuff_area=pp.min_stuff_area,
-      label_divisor=pp.label_divisor))(semantic, instances)
+      label_divisor=config.dataset.label_divisor))(semantic, instances)
   return {"instances": instances, "panoptic": panoptic}
 
 
@@ -159,7 +160,7 @@ def setup(config, mesh):
     raise UserError(str(e)) from e
   tx, schedule = make_optimizer(config)
   train_fn, eval_fn = compile_steps(model, tx, schedule, config, mesh)
-  init = jax.jit(functools.partial(create_train_state, model, tx, image_size=config.input.crop_size),
+  init = jax.jit(functools.partial(create_train_state, model, tx, image_size=tuple(config.input.crop_size)),
                  out_shardings=parallel.replicated(mesh))
   return Setup(model, train_fn, eval_fn, init(jax.random.key(config.seed)))
 
@@ -183,8 +184,7 @@ def train_and_evaluate(config, workdir):
   mesh = parallel.make_mesh()
   parallel.check_batch_size(config.batch_size, mesh)
   parallel.check_batch_size(config.eval_batch_size, mesh, "config.eval_batch_size")
-  info = data.dataset_info(config)
-  class_names = (info.metadata or {}).get("class_names") or [str(i) for i in range(config.dataset.num_classes)]
+  config, class_names = data.resolve(config)  # everything that follows from the data
   _, train_fn, eval_fn, state = setup(config, mesh)
   ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), config.keep_checkpoints)
   latest = ckpt.latest_step()
@@ -225,7 +225,9 @@ def train_and_evaluate(config, workdir):
                      time.strftime("%H:%M:%S", time.gmtime((config.total_steps - step) / rate)))
         t0, s0 = time.perf_counter(), step
       if step % config.eval_every == 0 or last:
-        evaluate(eval_fn, state, eval_data, mesh, config, class_names, step, workdir, writer)
+        # The official output files of the final model only: a PNG per image costs time.
+        evaluate(eval_fn, state, eval_data, mesh, config, class_names, step, workdir, writer,
+                 official_files=last)
       if step % config.checkpoint_every == 0 or last:
         ckpt.save(step, state, {"step": step, "config": json.loads(config.to_json_best_effort())})
   finally:  # an in-flight async save completes even when the run stops on an error

@@ -25,9 +25,9 @@ def config():
 def global_batch(config, step):
   """The whole batch of `step`, drawn from a seed: every process can make it and take its rows."""
   rng = np.random.default_rng(step)
-  n, size = config.batch_size, config.input.crop_size
-  return {"image": rng.random((n, size, size, 3), dtype=np.float32),
-          "semantic": rng.integers(0, config.dataset.num_classes, (n, size, size), dtype=np.int32)}
+  n, size = config.batch_size, tuple(config.input.crop_size)
+  return {"image": rng.random((n, *size, 3), dtype=np.float32),
+          "semantic": rng.integers(0, config.dataset.num_classes, (n, *size), dtype=np.int32)}
 
 
 def run(config, mesh, steps=STEPS):

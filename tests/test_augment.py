@@ -7,8 +7,9 @@ from segjax.data import augment
 
 
 def _augment(image, labels, seed, crop_size, scale, flip=False):
-  img, lab = augment.scale_crop_flip(tf.constant(image), tf.constant(labels), tf.constant(seed),
-                                     crop_size=crop_size, min_scale=scale, max_scale=scale,
+  crop_size = crop_size if isinstance(crop_size, tuple) else (crop_size, crop_size)
+  img, lab = augment.scale_crop_flip(tf.constant(image), tf.constant(labels.astype(np.int32)),
+                                     tf.constant(seed), crop_size=crop_size, min_scale=scale, max_scale=scale,
                                      flip=flip, ignore_label=255)
   return img.numpy(), lab.numpy()
 
@@ -35,6 +36,15 @@ def test_flip_and_crop_move_image_and_labels_together():
     assert found
     flipped += found[0]
   assert 0 < flipped < 16
+
+
+def test_rectangular_crop_keeps_instance_ids_above_255():
+  rng = np.random.default_rng(3)
+  labels = np.stack([rng.integers(0, 19, (30, 50)), rng.integers(0, 34, (30, 50)) * 1000 + 999], -1)
+  for s in range(4):
+    _, lab = _augment(np.zeros((30, 50, 3), np.uint8), labels, [s, 2], crop_size=(16, 40), scale=1.0)
+    assert lab.shape == (16, 40, 2) and lab.dtype == np.int32
+    assert any(np.array_equal(labels[y:y + 16, x:x + 40], lab) for y in range(15) for x in range(11))
 
 
 @pytest.mark.parametrize("seed", [[3, 4], [5, 6]])

@@ -7,6 +7,7 @@ import sys
 import pytest
 
 from segjax import config as config_lib
+from segjax.data import dataset
 from segjax.errors import UserError
 from segjax.models import build_segmenter
 
@@ -18,7 +19,9 @@ CONFIGS = sorted(glob.glob(os.path.join(ROOT, "configs", "**", "*.py"), recursiv
 def test_config_loads_validates_and_builds(path):
   config = config_lib.load_config_file(path)
   config_lib.validate(config)
-  build_segmenter(config.model, config.dataset.num_classes)
+  # Benchmark configs set the class count (they read no data); recipes take it from the dataset.
+  descriptor = dataset.get(config.dataset.name)
+  build_segmenter(config.model, config.dataset.num_classes or len(descriptor.class_names or "abc"))
   assert config.batch_size % 8 == 0 and config.total_steps > 0
 
 

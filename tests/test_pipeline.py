@@ -8,6 +8,8 @@ import tensorflow_datasets as tfds
 
 from conftest import tiny_config, tiny_panoptic_config
 from segjax import data, parallel
+from segjax.config import base_config
+from segjax.data import dataset
 from segjax.errors import UserError
 
 
@@ -41,19 +43,36 @@ def test_eval_data_pads_last_batch_and_marks_it(data_dir):
   assert np.all(batches[-1]["semantic"][~batches[-1]["valid"]] == 255)
 
 
+def test_values_that_follow_from_the_data_come_from_the_descriptor(data_dir):
+  config = base_config()
+  config.dataset.name, config.dataset.data_dir = "synthetic_scenes/tiny", data_dir
+  config.dataset.thing_classes = (1, 2, 3)  # repeating the dataset's value is allowed
+  config.input.eval_size = (80, 96)
+  resolved, names = data.resolve(config)
+  assert names == ["background", "disk", "square", "triangle"]
+  ds = resolved.dataset
+  assert (ds.num_classes, tuple(ds.thing_classes), ds.ignore_label, ds.label_divisor) == (4, (1, 2, 3), 255, 1000)
+  assert resolved.input.crop_size == (256, 256) and resolved.input.eval_size == (80, 96)
+  assert config.dataset.num_classes is None  # the caller's config is left as it was
+
+
 def test_label_out_of_range_is_named(data_dir):
   config = tiny_config(data_dir, **{"dataset.num_classes": 2})
-  with pytest.raises(UserError, match=r"num_classes=2 but dataset .* has 4 classes"):
-    data.dataset_info(config)
+  with pytest.raises(UserError, match=r"num_classes=2 but dataset .* has 4; leave it unset"):
+    data.resolve(config)
   with pytest.raises(UserError, match=r"Label 3 is out of range for 2 classes"):
     next(data.train_batches(config, 0, 8))
 
 
-def test_unknown_and_unprepared_datasets_are_named(data_dir, tmp_path):
-  with pytest.raises(UserError, match="Unknown dataset 'no_such_set'"):
-    data.dataset_info(tiny_config(data_dir, **{"dataset.name": "no_such_set"}))
-  with pytest.raises(UserError, match=r"Dataset 'mnist' is not prepared in .*tfds build mnist"):
-    data.dataset_info(tiny_config(str(tmp_path), **{"dataset.name": "mnist"}))
+def test_unknown_and_unbuilt_datasets_are_named(data_dir, tmp_path):
+  with pytest.raises(UserError, match="Unknown dataset 'no_such_set'.*known: .*cityscapes"):
+    data.resolve(tiny_config(data_dir, **{"dataset.name": "no_such_set"}))
+  with pytest.raises(UserError, match=r"'cityscapes' is not built in .*set config.dataset.manual_dir"):
+    data.resolve(tiny_config(str(tmp_path), **{"dataset.name": "cityscapes"}))
+
+
+dataset.register(dataset.Descriptor(name="no_id_scenes", builder="no_id_scenes", class_names=("a", "b"),
+                                    thing_classes=(1,), needs_manual_dir=False))
 
 
 class NoIdScenes(tfds.core.GeneratorBasedBuilder):
@@ -85,6 +104,6 @@ def test_eval_images_without_ids_get_one_id_each(tmp_path, monkeypatch, process,
     monkeypatch.setattr(jax, "process_index", lambda: process)
     monkeypatch.setattr(jax, "process_count", lambda: 2)
     monkeypatch.setattr(parallel, "sync", lambda name: None)
-  config = tiny_panoptic_config(str(tmp_path), **{"dataset.name": "no_id_scenes", "input.eval_size": 16})
+  config = tiny_panoptic_config(str(tmp_path), **{"dataset.name": "no_id_scenes", "input.eval_size": (16, 16)})
   batch = next(iter(data.EvalData(config, host_batch=8)))
   assert sorted(batch["image_id"][batch["valid"]]) == expected  # not -1 for every image

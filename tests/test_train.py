@@ -232,7 +232,7 @@ def test_bfloat16_compute_trains_and_evaluates(data_dir, tmp_path):
   config = tiny_panoptic_config(data_dir, total_steps=4, **{"model.dtype": "bfloat16"})
   model = build_segmenter(config.model, config.dataset.num_classes)
   tx, schedule = train.make_optimizer(config)
-  state = train.create_train_state(model, tx, jax.random.key(0), 48)
+  state = train.create_train_state(model, tx, jax.random.key(0), (48, 48))
   batch = {"image": np.zeros((2, 48, 48, 3), np.float32), "semantic": np.zeros((2, 48, 48), np.int32),
            "center": np.zeros((2, 48, 48), np.float32), "center_weight": np.ones((2, 48, 48), np.float32),
            "offsets": np.zeros((2, 48, 48, 2), np.float32),

@@ -8,8 +8,15 @@ def tiny_config(data_dir, **overrides):
   c = base_config()
   c.dataset.name = "synthetic_scenes/tiny"
   c.dataset.data_dir = data_dir
-  c.input.crop_size = 48
-  c.input.eval_size = 64
+  # What segjax.data.resolve takes from the dataset's descriptor, repeated (which a config may do)
+  # so that tests can build models and steps without resolving.
+  c.dataset.num_classes = 4
+  c.dataset.thing_classes = (1, 2, 3)
+  c.dataset.ignore_label = 255
+  c.dataset.label_divisor = 1000
+  c.dataset.label_ids = (0, 1, 2, 3)
+  c.input.crop_size = (48, 48)
+  c.input.eval_size = (64, 64)
   c.model.backbone_kwargs.widths = (4, 8, 8, 16, 16)
   c.model.backbone_kwargs.depths = (1, 1, 1)
   c.model.backbone_kwargs.features = 16

@@ -4,6 +4,8 @@ from segjax.config import base_config
 
 def get_config():
   c = base_config()
+  c.dataset.num_classes = 4
+  c.dataset.thing_classes = (1, 2, 3)
   c.model.backbone_kwargs.widths = (8, 8, 16, 16, 32)
   c.model.backbone_kwargs.features = 16
   c.model.semantic_head_kwargs.hidden = 16

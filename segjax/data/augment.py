@@ -5,10 +5,11 @@ import tensorflow as tf
 def scale_crop_flip(image, labels, seed, crop_size, min_scale, max_scale, flip, ignore_label):
   """Random scale, crop and horizontal flip applied identically to image and labels.
 
-  image: (H, W, 3) uint8; labels: (H, W, K) uint8 maps (semantic, instance, ...), resized with
+  image: (H, W, 3) uint8; labels: (H, W, K) int32 maps (semantic, instance, ...), resized with
   nearest neighbour and padded with `ignore_label`. Returns image float32 in [0, 1] and labels
-  uint8, both crop_size x crop_size.
+  int32, both crop_size = (height, width).
   """
+  crop_h, crop_w = crop_size
   seeds = tf.random.experimental.stateless_split(seed, 3)
   size = tf.cast(tf.shape(image)[:2], tf.float32)
   scale = tf.random.stateless_uniform([], seeds[0], min_scale, max_scale)
@@ -16,26 +17,17 @@ def scale_crop_flip(image, labels, seed, crop_size, min_scale, max_scale, flip, 
   image = tf.image.resize(image, new_size, "bilinear")
   labels = tf.image.resize(labels, new_size, "nearest")
   # Pad up to the crop; padded pixels get ignore_label, so they add nothing to the loss.
-  pad_h = tf.maximum(crop_size - new_size[0], 0)
-  pad_w = tf.maximum(crop_size - new_size[1], 0)
+  pad_h = tf.maximum(crop_h - new_size[0], 0)
+  pad_w = tf.maximum(crop_w - new_size[1], 0)
   image = tf.pad(image, [[0, pad_h], [0, pad_w], [0, 0]])
   labels = tf.pad(labels, [[0, pad_h], [0, pad_w], [0, 0]], constant_values=ignore_label)
-  # One crop of the stacked channels keeps image and labels aligned.
+  # One crop of the stacked channels keeps image and labels aligned; float32 holds every label
+  # exactly (ids < 2^24).
   stacked = tf.concat([image, tf.cast(labels, tf.float32)], axis=-1)
   depth = tf.shape(stacked)[-1]
-  stacked = tf.image.stateless_random_crop(stacked, [crop_size, crop_size, depth], seeds[1])
+  stacked = tf.image.stateless_random_crop(stacked, [crop_h, crop_w, depth], seeds[1])
   if flip:
     stacked = tf.image.stateless_random_flip_left_right(stacked, seeds[2])
   image = tf.clip_by_value(stacked[..., :3] / 255.0, 0.0, 1.0)
-  labels = tf.cast(stacked[..., 3:], tf.uint8)
-  return image, labels
-
-
-def pad_to(image, labels, size, ignore_label):
-  """Pads an eval image (to 0) and labels (to ignore_label) on the bottom and right to size x size."""
-  h, w = tf.shape(image)[0], tf.shape(image)[1]
-  tf.debugging.assert_less_equal(tf.maximum(h, w), size,
-                                 message="Eval image larger than config.input.eval_size; raise it.")
-  image = tf.image.pad_to_bounding_box(image, 0, 0, size, size)
-  labels = tf.pad(labels, [[0, size - h], [0, size - w], [0, 0]], constant_values=ignore_label)
+  labels = tf.cast(stacked[..., 3:], tf.int32)
   return image, labels

@@ -10,10 +10,9 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from segjax import parallel
-from segjax.data import augment, targets
+from segjax.data import augment, dataset, targets
 from segjax.errors import UserError
 
-_LOCAL = ("synthetic_scenes",)  # builders that need no download: prepared on first use
 _AUTOTUNE = tf.data.AUTOTUNE
 
 
@@ -23,50 +22,86 @@ def _label_keys(config):
 
 
 def _builder(config):
-  name = config.dataset.name
+  """The dataset's tfds builder, built on first use from its manual_dir (the built-in scenes are
+  drawn): process 0 builds first; the others then find it on a shared filesystem or build their own."""
+  descriptor, name = dataset.get(config.dataset.name), dataset.tfds_name(config.dataset.name)
   try:
     builder = tfds.builder(name, data_dir=config.dataset.data_dir)
   except tfds.core.registered.DatasetNotFoundError as e:
-    raise UserError(f"Unknown dataset '{name}': use a tfds name such as 'synthetic_scenes/default' "
-                    f"(config.dataset.name).") from e
-  if name.split("/")[0] in _LOCAL:
-    # Process 0 draws it first; the others then find it on a shared filesystem or draw their own.
-    prepared = builder.is_prepared()
-    if not prepared and jax.process_index() == 0:
-      builder.download_and_prepare()
-      prepared = True
-    parallel.sync(f"prepared {name}")
-    if not prepared:
-      builder = tfds.builder(name, data_dir=config.dataset.data_dir)  # reads what process 0 wrote
-      if not builder.is_prepared():
-        builder.download_and_prepare()
-  elif not builder.is_prepared():
-    raise UserError(f"Dataset '{name}' is not prepared in {builder.data_dir}; run "
-                    f"`tfds build {name} --data_dir=DIR` and set config.dataset.data_dir=DIR.")
+    raise UserError(f"Dataset '{config.dataset.name}' has no tfds builder '{name}' "
+                    "(config.dataset.name).") from e
+  if builder.is_prepared():
+    return builder
+  manual_dir = config.dataset.manual_dir
+  if descriptor.needs_manual_dir and not manual_dir:
+    raise UserError(f"Dataset '{config.dataset.name}' is not built in {builder.data_dir}; set "
+                    "config.dataset.manual_dir to the folder of its official files to build it there "
+                    f"(layout: segjax/data/datasets/{descriptor.name}.py).")
+  download = tfds.download.DownloadConfig(manual_dir=manual_dir)
+  if jax.process_index() == 0:
+    builder.download_and_prepare(download_config=download)
+  parallel.sync(f"prepared {name}")
+  if jax.process_index() != 0:
+    builder = tfds.builder(name, data_dir=config.dataset.data_dir)  # reads what process 0 wrote
+    if not builder.is_prepared():
+      builder.download_and_prepare(download_config=download)
   return builder
 
 
-def dataset_info(config):
-  """Prepares the dataset if it is the built-in one, checks the config against it, returns tfds info."""
-  info = _builder(config).info
-  names = info.metadata.get("class_names") if info.metadata else None
-  if names is not None and len(names) != config.dataset.num_classes:
-    raise UserError(f"config.dataset.num_classes={config.dataset.num_classes} but dataset "
-                    f"'{config.dataset.name}' has {len(names)} classes; set it to {len(names)}.")
-  return info
+def _pair(value, key):
+  value = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
+  if len(value) != 2 or not all(isinstance(v, int) and v > 0 for v in value):
+    raise UserError(f"config.{key}={value} must be (height, width), two positive integers.")
+  return value
+
+
+def resolve(config):
+  """(config, class_names): a copy of `config` with every value that follows from the data taken
+  from the dataset's descriptor, building the dataset if it is not built yet.
+
+  A config may repeat such a value but not contradict it: that would train a model whose classes
+  are not the data's.
+  """
+  descriptor = dataset.get(config.dataset.name)
+  builder = _builder(config)
+  meta = builder.info.metadata or {}
+  names = descriptor.class_names or meta.get("class_names")
+  things = descriptor.thing_classes if descriptor.thing_classes is not None else meta.get("thing_classes", ())
+  if config.model.instance_head and "instance" not in builder.info.features:
+    raise UserError(f"Dataset '{config.dataset.name}' has no instance labels; remove "
+                    "config.model.instance_head or choose a dataset with instances.")
+  config = config.copy_and_resolve_references()
+  from_data = {"num_classes": len(names), "thing_classes": tuple(int(c) for c in things),
+               "ignore_label": descriptor.ignore_label, "label_divisor": descriptor.label_divisor,
+               "label_ids": tuple(descriptor.official_ids or range(len(names)))}
+  with config.unlocked():
+    for key, value in from_data.items():
+      given = config.dataset[key]
+      if given is not None and (tuple(given) if isinstance(given, (tuple, list)) else given) != value:
+        raise UserError(f"config.dataset.{key}={given} but dataset '{config.dataset.name}' has "
+                        f"{value}; leave it unset, it comes from the dataset.")
+      config.dataset[key] = value
+    for key in ("crop_size", "eval_size"):
+      given = config.input[key]
+      config.input[key] = _pair(getattr(descriptor, key) if given is None else given, f"input.{key}")
+  return config, list(names)
 
 
 def _host_split(builder, split):
-  if split not in builder.info.splits:
-    raise UserError(f"Dataset '{builder.info.full_name}' has no split '{split}'; "
-                    f"it has {', '.join(builder.info.splits)}.")
-  return tfds.split_for_jax_process(split)
+  """This process's slice of `split` and the size of the whole split; "train[:90%]" works too."""
+  try:
+    size = builder.info.splits[split].num_examples
+  except (KeyError, ValueError) as e:
+    raise UserError(f"Dataset '{builder.info.full_name}' has no split '{split}'; it has "
+                    f"{', '.join(builder.info.splits)} (slices such as 'train[:90%]' work too).") from e
+  return tfds.split_for_jax_process(split), size
 
 
 def _decode(features, example, label_keys):
-  """Decodes the image and label maps that skip_decoding left encoded."""
+  """Decodes the image and label maps that skip_decoding left encoded; labels int32 (H, W, K)."""
   image = features["image"].decode_example(example["image"])
-  labels = tf.concat([features[k].decode_example(example[k]) for k in label_keys], axis=-1)
+  labels = tf.concat([tf.cast(features[k].decode_example(example[k]), tf.int32) for k in label_keys],
+                     axis=-1)
   return image, labels
 
 
@@ -80,25 +115,27 @@ def _check_labels(batch, num_classes, ignore_label):
 
 
 def train_batches(config, start_step, host_batch):
-  """Yields host batches {"image": float32 (B, S, S, 3) in [0, 1], "semantic": int32 (B, S, S)},
-  plus centre and offset targets and their weights when the model has an instance head."""
+  """Yields host batches {"image": float32 (B, H, W, 3) in [0, 1], "semantic": int32 (B, H, W)},
+  (H, W) = config.input.crop_size, plus centre and offset targets and their weights when the model
+  has an instance head. `config` is resolved (see `resolve`)."""
   builder = _builder(config)
-  split = _host_split(builder, config.dataset.train_split)
+  split, size = _host_split(builder, config.dataset.train_split)
   keys = ("image",) + _label_keys(config)
   decoders = {k: tfds.decode.SkipDecoding() for k in keys}
   records = builder.as_dataset(split=split, shuffle_files=False, decoders=decoders,
                                read_config=tfds.ReadConfig(interleave_cycle_length=1))
   records = records.map(lambda ex: {k: ex[k] for k in keys})
-  size = builder.info.splits[split].num_examples
+  size = size // jax.process_count()  # at least this many on every process
   if size < host_batch:
-    raise UserError(f"Split '{split}' has {size} examples, fewer than one host batch of {host_batch}.")
+    raise UserError(f"Split '{config.dataset.train_split}' has {size} examples per process, fewer "
+                    f"than one host batch of {host_batch}.")
   start_epoch, offset = divmod(start_step * host_batch, size)
   buffer = min(size, config.input.shuffle_buffer)
   base_seed = config.seed * 1_000_003
 
   def epoch(e):
     seed = base_seed + e
-    shuffled = records.shuffle(buffer, seed=seed, reshuffle_each_iteration=False)
+    shuffled = records.shuffle(buffer, seed=seed, reshuffle_each_iteration=False).take(size)
     return shuffled.enumerate().map(lambda i, ex: (tf.stack([seed, i]), ex))
 
   features = builder.info.features
@@ -107,9 +144,8 @@ def train_batches(config, start_step, host_batch):
   def prepare(seed, example):
     image, labels = _decode(features, example, keys[1:])
     image, labels = augment.scale_crop_flip(
-        image, labels, seed, inp.crop_size, inp.min_scale, inp.max_scale, inp.flip,
+        image, labels, seed, tuple(inp.crop_size), inp.min_scale, inp.max_scale, inp.flip,
         config.dataset.ignore_label)
-    labels = tf.cast(labels, tf.int32)
     batch = {"image": image, "semantic": labels[..., 0]}
     if config.model.instance_head:  # targets after the crop, so centres are where the model sees them
       batch.update(targets.center_offset_targets(
@@ -125,19 +161,20 @@ def train_batches(config, start_step, host_batch):
 
 
 class EvalData:
-  """The eval split of this process, padded to whole batches of equal count on every process.
+  """The eval split of this process at native size, padded to eval_size and to whole batches of
+  equal count on every process.
 
-  Padding examples have `valid` False and all-ignore labels, so metrics never count them.
+  Each example carries its own `height` and `width`, so scoring cuts the padding away; padding
+  examples have `valid` False and all-ignore labels, so metrics never count them.
   """
 
   def __init__(self, config, host_batch):
     builder = _builder(config)
-    split = _host_split(builder, config.dataset.eval_split)
-    self.num_examples = builder.info.splits[config.dataset.eval_split].num_examples
+    split, self.num_examples = _host_split(builder, config.dataset.eval_split)
     per_host = -(-self.num_examples // jax.process_count())
     self.num_batches = -(-per_host // host_batch)
     features = builder.info.features
-    size, ignore = config.input.eval_size, config.dataset.ignore_label
+    (height, width), ignore = config.input.eval_size, config.dataset.ignore_label
     keys = _label_keys(config)
     decoders = {k: tfds.decode.SkipDecoding() for k in ("image",) + keys}
     # Where this process's slice starts in the split (tfds gives the first slices one more example).
@@ -145,29 +182,43 @@ class EvalData:
                 for s in tfds.even_splits(config.dataset.eval_split, n=jax.process_count())[:jax.process_index()])
 
     def prepare(index, example):
-      image, labels = augment.pad_to(*_decode(features, example, keys), size, ignore)
+      image, labels = _decode(features, example, keys)
+      shape = tf.shape(image)
+      tf.debugging.assert_less_equal(
+          shape[:2], tf.constant([height, width]),
+          message=f"An eval image is larger than config.input.eval_size=({height}, {width}); raise it.")
+      image = tf.image.pad_to_bounding_box(image, 0, 0, height, width)
+      labels = tf.pad(labels, [[0, height - shape[0]], [0, width - shape[1]], [0, 0]],
+                      constant_values=ignore)
       # The dataset's own id where it has one, else the position in the split: COCO files need
       # one id per image.
       image_id = example["image_id"] if "image_id" in features else first + index
-      out = {"image": tf.cast(image, tf.uint8), "valid": True, "image_id": tf.cast(image_id, tf.int64)}
+      out = {"image": image, "valid": True, "image_id": tf.cast(image_id, tf.int64),
+             "height": shape[0], "width": shape[1]}
       out.update({k: labels[..., i] for i, k in enumerate(keys)})
       return out
 
     real = builder.as_dataset(split=split, shuffle_files=False, decoders=decoders).enumerate().map(
         prepare, num_parallel_calls=_AUTOTUNE).cache()
-    pad = {"image": tf.zeros([size, size, 3], tf.uint8), "valid": False,
-           "image_id": tf.constant(-1, tf.int64)}
-    pad.update({k: tf.fill([size, size], tf.constant(ignore, tf.uint8)) for k in keys})
+    pad = {"image": tf.zeros([height, width, 3], tf.uint8), "valid": False,
+           "image_id": tf.constant(-1, tf.int64), "height": 0, "width": 0}
+    pad.update({k: tf.fill([height, width], ignore) for k in keys})
     ds = real.concatenate(tf.data.Dataset.from_tensors(pad).repeat()).take(self.num_batches * host_batch)
-
-    def scale(ex):
-      out = dict(ex, image=tf.cast(ex["image"], tf.float32) / 255.0)
-      out.update({k: tf.cast(ex[k], tf.int32) for k in keys})
-      return out
-
-    self._ds = ds.map(scale).batch(host_batch).prefetch(2)
+    ds = ds.map(lambda ex: dict(ex, image=tf.cast(ex["image"], tf.float32) / 255.0))
+    self._ds = ds.batch(host_batch).prefetch(2)
     self._num_classes, self._ignore = config.dataset.num_classes, ignore
+    self._builder, self._split = builder, config.dataset.eval_split
 
   def __iter__(self):
     for batch in self._ds.as_numpy_iterator():
       yield _check_labels(batch, self._num_classes, self._ignore)
+
+  def file_names(self):
+    """{image_id: file name} of the whole eval split, for the official output files."""
+    if "file_name" not in self._builder.info.features:
+      return {}
+    decoders = {k: tfds.decode.SkipDecoding() for k in self._builder.info.features
+                if isinstance(self._builder.info.features[k], tfds.features.Image)}
+    records = self._builder.as_dataset(split=self._split, decoders=decoders)
+    return {int(i): n.decode() for i, n in records.map(lambda ex: (ex["image_id"], ex["file_name"]))
+            .as_numpy_iterator()}

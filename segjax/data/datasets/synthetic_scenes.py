@@ -7,7 +7,11 @@ import os
 import numpy as np
 import tensorflow_datasets as tfds
 
-from segjax.data import scenes
+from segjax.data import dataset, scenes
+
+DESCRIPTOR = dataset.register(dataset.Descriptor(
+    name="synthetic_scenes", builder="synthetic_scenes", class_names=tuple(scenes.CLASS_NAMES),
+    thing_classes=(1, 2, 3), crop_size=(256, 256), eval_size=(256, 256), needs_manual_dir=False))
 
 
 @dataclasses.dataclass
