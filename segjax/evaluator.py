@@ -1,4 +1,5 @@
-"""Runs the eval step over the eval split and turns what it returns into metrics and pictures."""
+"""Runs the eval step over the eval split and turns what it returns into metrics, pictures and the
+official output files."""
 import os
 
 from absl import logging
@@ -7,18 +8,25 @@ import numpy as np
 
 from segjax import parallel, visualize
 from segjax.evaluation import CocoMaskEvaluator, PanopticQuality, panoptic_from_labels, semantic_metrics
+from segjax.evaluation.label_files import write_labels
+from segjax.evaluation.panoptic_files import PanopticFiles
 
 
-def evaluate(eval_fn, state, eval_data, mesh, config, class_names, step, workdir, writer):
+def evaluate(eval_fn, state, eval_data, mesh, config, class_names, step, workdir, writer,
+             official_files=False):
   """mIoU and pixel accuracy; with an instance head also COCO mask AP and PQ.
 
+  Each image is scored inside its own height and width: the padding never reaches a metric.
   Appends one line to metrics.jsonl and, for instances, writes the COCO ground truth and results it
-  scored under WORKDIR/eval/<step>/. Every process must call it; only process 0 scores instances
-  and writes, and its return value is the one to read.
+  scored under WORKDIR/eval/<step>/; with `official_files`, also the predicted label PNGs and the
+  COCO panoptic PNGs and JSON of predictions and ground truth there. Every process must call it;
+  only process 0 scores instances and writes, and its return value is the one to read.
   """
-  ds, pp = config.dataset, config.postprocess
+  ds = config.dataset
   main = jax.process_index() == 0  # every process computes and gathers; process 0 scores and writes
-  confusions, pictures, coco, pq = [], None, None, None
+  folder = os.path.join(workdir, "eval", str(step))
+  names = eval_data.file_names() if official_files and main else {}
+  confusions, pictures, coco, pq, panoptic_files = [], None, None, None, None
   for batch in eval_data:
     inputs = parallel.to_global(batch, mesh)
     out = eval_fn(state, inputs)
@@ -27,28 +35,45 @@ def evaluate(eval_fn, state, eval_data, mesh, config, class_names, step, workdir
       n = config.num_summary_images
       seen = parallel.gather({"image": inputs["image"], "truth": inputs["semantic"], "pred": out["semantic"]})
       pictures = (seen["image"][:n], seen["truth"][:n], seen["pred"][:n])
-    if "instances" in out:
-      # Each host holds only its slice of the eval data: gather truth and predictions of the
-      # whole global batch, in the same row order, before scoring.
-      truth = parallel.gather({k: inputs[k] for k in ("semantic", "instance", "valid", "image_id")})
-      pred = parallel.gather({"instances": out["instances"], "panoptic": out["panoptic"]})
-      if not main:
+    instances = "instances" in out
+    if not (instances or official_files):
+      continue
+    # Each host holds only its slice of the eval data: gather truth and predictions of the whole
+    # global batch, in the same row order, before scoring.
+    truth = parallel.gather({k: inputs[k] for k in ("semantic", "instance", "valid", "image_id", "height",
+                                                    "width") if k in inputs})
+    pred = parallel.gather({k: out[k] for k in ("semantic", "instances", "panoptic") if k in out})
+    if not main:
+      continue
+    if instances and coco is None:
+      coco = CocoMaskEvaluator(class_names, ds.thing_classes)
+      pq = PanopticQuality(ds.num_classes, ds.thing_classes, ds.label_divisor)
+      if official_files:
+        panoptic_files = PanopticFiles(folder, class_names, ds.thing_classes, ds.label_ids, ds.label_divisor)
+    for i in np.nonzero(truth["valid"])[0]:
+      cut = (slice(0, truth["height"][i]), slice(0, truth["width"][i]))
+      image_id = truth["image_id"][i]
+      name = names.get(int(image_id), str(image_id))
+      if official_files:
+        write_labels(os.path.join(folder, "labels"), name, pred["semantic"][i][cut], ds.label_ids)
+      if not instances:
         continue
-      if coco is None:
-        coco = CocoMaskEvaluator(class_names, ds.thing_classes)
-        pq = PanopticQuality(ds.num_classes, ds.thing_classes, pp.label_divisor)
-      for i in np.nonzero(truth["valid"])[0]:
-        coco.add(truth["image_id"][i], truth["semantic"][i], truth["instance"][i],
-                 {k: v[i] for k, v in pred["instances"].items()})
-        pq.add(panoptic_from_labels(truth["semantic"][i], truth["instance"][i], ds.thing_classes,
-                                    ds.ignore_label, pp.label_divisor), pred["panoptic"][i])
+      semantic, instance = truth["semantic"][i][cut], truth["instance"][i][cut]
+      coco.add(image_id, semantic, instance,
+               {k: (v[i][cut] if k == "instance_map" else v[i]) for k, v in pred["instances"].items()})
+      truth_ids = panoptic_from_labels(semantic, instance, ds.thing_classes, ds.ignore_label, ds.label_divisor)
+      pq.add(truth_ids, pred["panoptic"][i][cut])
+      if panoptic_files is not None:
+        panoptic_files.add(image_id, name, truth_ids, pred["panoptic"][i][cut])
   # Summed in int64: one batch fits int32, a Cityscapes-size split (> 2^31 pixels) does not.
   confusion = np.sum([np.asarray(c, np.int64) for c in jax.device_get(confusions)], axis=0)
   metrics = semantic_metrics(confusion, class_names)
   scalars = {"miou": metrics["miou"], "pixel_acc": metrics["pixel_acc"]}
   if coco is not None:
-    scalars.update(coco.result(os.path.join(workdir, "eval", str(step))))
+    scalars.update(coco.result(folder))
     scalars.update(pq.result())
+  if panoptic_files is not None:
+    panoptic_files.write()
   writer.write(step, "eval", scalars, extra={"iou_per_class": metrics["iou_per_class"]})
   if pictures is not None:
     writer.images(step, "eval/image_truth_prediction",

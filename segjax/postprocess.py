@@ -1,7 +1,8 @@
 """Instance grouping and panoptic fusion in JAX with static shapes, so they run inside jit.
 
 No Python loop over pixels or instances and no host round-trip: K instance slots per image, each
-with a `valid` flag, as in Panoptic-DeepLab.
+with a `valid` flag, as in Panoptic-DeepLab. Instances come out as one (H, W) map of slot + 1 (0 for
+no instance), never as K full-size masks: at 1024x2048 those would be K x 2 MB to move and score.
 """
 import jax
 import jax.numpy as jnp
@@ -28,7 +29,10 @@ def group_pixels(offsets, yx, valid):
   target = (grid + offsets).reshape(-1, 2)
   centers = yx.astype(jnp.float32)
   # |t - c|^2 = |t|^2 - 2 t.c + |c|^2, as one (H*W, K) matmul rather than an (H*W, K, 2) tensor.
-  d2 = (target**2).sum(-1, keepdims=True) - 2 * target @ centers.T + (centers**2).sum(-1)[None]
+  # Full float32: at default precision (bfloat16 passes on TPU) a 2048-pixel coordinate loses its
+  # last bits and pixels between two centres change owner.
+  cross = jnp.matmul(target, centers.T, precision=jax.lax.Precision.HIGHEST)
+  d2 = (target**2).sum(-1, keepdims=True) - 2 * cross + (centers**2).sum(-1)[None]
   d2 = jnp.where(valid[None], d2, jnp.inf)
   return jnp.argmin(d2, axis=-1).reshape(h, w)
 
@@ -48,24 +52,25 @@ def instances(semantic_logits, center, offsets, *, thing_classes, threshold=0.1,
   is_thing = thing[semantic]
   yx, peak, valid = find_centers(center.astype(jnp.float32), threshold, nms_kernel, top_k)
   owner = group_pixels(offsets.astype(jnp.float32), yx, valid)
-  masks = (owner[None] == jnp.arange(top_k)[:, None, None]) & is_thing[None] & valid[:, None, None]
-  votes = jnp.einsum("khw,hwc->kc", masks.astype(jnp.float32),
-                     jax.nn.one_hot(semantic, num_classes) * thing)
+  # Per-slot sums by bincount over (slot, class): no (K, H, W) masks, no (H, W, C) one-hot.
+  slot = jnp.where(is_thing, owner, top_k).ravel()  # pixels of no thing class go to a spare slot
+  votes = jnp.bincount(slot * num_classes + semantic.ravel(), length=(top_k + 1) * num_classes)
+  votes = votes.reshape(top_k + 1, num_classes)[:top_k] * thing
   classes = jnp.argmax(votes, axis=-1).astype(jnp.int32)
-  area = masks.sum((1, 2))
-  confidence = jnp.einsum("khw,hw->k", masks.astype(jnp.float32), probs.max(-1)) / jnp.maximum(area, 1)
+  area = jnp.bincount(slot, length=top_k + 1)[:top_k]
+  confidence = jnp.bincount(slot, weights=probs.max(-1).ravel(), length=top_k + 1)[:top_k] / jnp.maximum(area, 1)
   valid = valid & (area > 0)
-  return {"masks": masks, "valid": valid, "classes": classes,
+  instance_map = jnp.where(is_thing & valid[owner], owner + 1, 0).astype(jnp.int32)
+  return {"instance_map": instance_map, "valid": valid, "classes": classes,
           "scores": jnp.where(valid, jnp.maximum(peak, 0) * confidence, 0.0)}
 
 
 def panoptic_fusion(semantic, inst, *, thing_classes, min_stuff_area=64, label_divisor=1000):
   """One image's panoptic map (H, W) int32: class * label_divisor + instance slot + 1 for things,
   class * label_divisor for stuff, VOID for thing pixels no instance claims and small stuff."""
-  masks = inst["masks"] & inst["valid"][:, None, None]
-  covered = masks.any(0)
-  slot = jnp.argmax(masks, axis=0)
-  thing_id = inst["classes"][slot] * label_divisor + slot + 1
+  slot = inst["instance_map"] - 1
+  covered = (slot >= 0) & inst["valid"][jnp.maximum(slot, 0)]
+  thing_id = inst["classes"][jnp.maximum(slot, 0)] * label_divisor + slot + 1
   is_thing = jnp.isin(semantic, jnp.asarray(thing_classes))
   stuff = ~is_thing & ~covered
   stuff_area = jnp.bincount(jnp.where(stuff, semantic, 0).ravel(), weights=stuff.ravel().astype(jnp.int32),

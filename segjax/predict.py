@@ -3,7 +3,7 @@
 python -m segjax.predict --workdir=/tmp/panoptic --images=a.png,b.jpg --out=/tmp/pred
 
 For each image writes OUT/<name>.png (input | semantic map | instances, each in its own colour with
-class and score), OUT/<name>_masks.npz (semantic, panoptic, instance masks, classes, scores) and
+class and score), OUT/<name>_masks.npz (semantic, panoptic, instance_map of slot + 1, classes, scores) and
 OUT/<name>_results.json (COCO-format instance results).
 """
 import json
@@ -43,7 +43,7 @@ def load_run(workdir):
                     f"python -m segjax.main --workdir={workdir}.")
   model = build_segmenter(config.model, config.dataset.num_classes)
   tx, _ = train.make_optimizer(config)
-  like = train.create_train_state(model, tx, jax.random.key(0), config.input.crop_size)
+  like = train.create_train_state(model, tx, jax.random.key(0), tuple(config.input.crop_size))
   state, _ = ckpt.restore(step, like)
   ckpt.close()
   return config, model, {"params": state.params, "batch_stats": state.batch_stats}
@@ -84,7 +84,7 @@ def draw(image, pred, class_names):
   colours = visualize.palette(len(pred.get("valid", [])) + 1)[1:]
   labels = []
   for k in np.nonzero(pred.get("valid", []))[0]:
-    mask = pred["masks"][k]
+    mask = pred["instance_map"] == k + 1
     inst[mask] = colours[k]
     ys, xs = np.nonzero(mask)
     labels.append(((xs.mean(), ys.mean()), f"{class_names[pred['classes'][k]]} {pred['scores'][k]:.2f}"))
@@ -112,13 +112,15 @@ def predict_files(workdir, images, out):
     padded[:h, :w] = image
     pred = jax.device_get(predict(variables, padded))
     pred = {k: (v[..., :h, :w] if np.ndim(v) >= 2 else v) for k, v in pred.items()}
-    if "masks" in pred:  # an instance found only in the padding is no instance
-      pred["valid"] = pred["valid"] & pred["masks"].any((1, 2))
+    if "instance_map" in pred:  # an instance found only in the padding is no instance
+      found = np.zeros(len(pred["valid"]) + 1, bool)
+      found[pred["instance_map"]] = True
+      pred["valid"] = pred["valid"] & found[1:]
     stem = os.path.join(out, os.path.splitext(os.path.basename(path))[0])
     draw(image, pred, class_names).save(stem + ".png")
     np.savez_compressed(stem + "_masks.npz", **pred)
     results = [{"image_id": image_id, "category_id": int(pred["classes"][k]),
-                "segmentation": encode_mask(pred["masks"][k]), "score": float(pred["scores"][k])}
+                "segmentation": encode_mask(pred["instance_map"] == k + 1), "score": float(pred["scores"][k])}
                for k in np.nonzero(pred.get("valid", []))[0]]
     with open(stem + "_results.json", "w") as f:
       json.dump(results, f)

@@ -53,7 +53,7 @@ def eval_fn(config, mesh):
   return lambda state, batch: jitted(batch)
 
 
-def score(config, workdir, edit=None):
+def score(config, workdir, edit=None, official_files=False):
   """The evaluator's figures for these predictions on config's eval split, over every device of
   every process (process 0's are the ones to read); metrics and COCO files go to `workdir`.
   `edit`, when given, changes each batch's eval outputs (a dict) before the evaluator sees them."""
@@ -64,6 +64,6 @@ def score(config, workdir, edit=None):
   try:
     return evaluate(step if edit is None else lambda state, batch: edit(dict(step(state, batch))), None,
                     data.EvalData(config, parallel.host_batch_size(config.eval_batch_size)), mesh,
-                    config, CLASS_NAMES, 1, workdir, writer)
+                    config, CLASS_NAMES, 1, workdir, writer, official_files=official_files)
   finally:
     writer.close()

@@ -62,7 +62,7 @@ def test_written_coco_files_hold_every_instance_and_rescore_alike(data_dir, scor
 
 def test_padding_to_a_larger_eval_size_changes_no_figure(data_dir, scored, tmp_path):
   scores, _ = scored
-  padded = oracle.score(tiny_panoptic_config(data_dir, **{"input.eval_size": 80}), str(tmp_path))
+  padded = oracle.score(tiny_panoptic_config(data_dir, **{"input.eval_size": (80, 96)}), str(tmp_path))
   for key, value in scores.items():
     assert padded[key] == pytest.approx(value, abs=1e-9), key
 

@@ -46,10 +46,11 @@ def test_decoding_ground_truth_targets_recovers_the_instances(index):
   logits = jax.nn.one_hot(scene["semantic"], 4) * 10.0
   out = jax.jit(lambda l, c, o: postprocess.instances(l, c, o, thing_classes=THINGS, threshold=0.5,
                                                       nms_kernel=7, top_k=16))(logits, t["center"], t["offsets"])
-  found = {tuple(np.flatnonzero(m)) for m, v in zip(np.asarray(out["masks"]), np.asarray(out["valid"])) if v}
+  masks = [np.asarray(out["instance_map"]) == k + 1 for k in range(16)]
+  found = {tuple(np.flatnonzero(m)) for m, v in zip(masks, np.asarray(out["valid"])) if v}
   truth = {tuple(np.flatnonzero(scene["instance"] == k)) for k in range(1, len(scene["label"]) + 1)}
   assert found == truth
-  for m, v, c in zip(np.asarray(out["masks"]), np.asarray(out["valid"]), np.asarray(out["classes"])):
+  for m, v, c in zip(masks, np.asarray(out["valid"]), np.asarray(out["classes"])):
     if v:
       assert np.all(scene["semantic"][m] == c)
 
@@ -59,7 +60,7 @@ def test_postprocess_is_jittable_with_static_shapes():
   key = jax.random.key(0)
   out = fn(jax.random.normal(key, (2, 32, 40, 4)), jax.random.uniform(key, (2, 32, 40)),
            jax.random.normal(key, (2, 32, 40, 2)))
-  assert out["masks"].shape == (2, 5, 32, 40) and out["masks"].dtype == jnp.bool_
+  assert out["instance_map"].shape == (2, 32, 40) and out["instance_map"].dtype == jnp.int32
   assert out["valid"].shape == out["classes"].shape == out["scores"].shape == (2, 5)
   pan = jax.jit(jax.vmap(lambda s, i: postprocess.panoptic_fusion(s, i, thing_classes=THINGS, min_stuff_area=4)))(
       jnp.zeros((2, 32, 40), jnp.int32), out)

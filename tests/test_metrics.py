@@ -96,8 +96,9 @@ def test_panoptic_ids_from_labels():
   semantic = np.array([[0, 1, 1, 2, 255]])
   instance = np.array([[0, 3, 0, 7, 0]])
   ids = panoptic_from_labels(semantic, instance, (1, 2), 255, label_divisor=1000)
-  # Stuff: class * 1000; things: class * 1000 + instance id; a thing pixel without instance: void.
-  np.testing.assert_array_equal(ids, [[0, 1003, -1, 2007, -1]])
+  # Stuff: class * 1000; things: class * 1000 + instance id; a thing pixel without instance: its
+  # class's crowd region, class * 1000; ignored: void.
+  np.testing.assert_array_equal(ids, [[0, 1003, 1000, 2007, -1]])
 
 
 def test_panoptic_fusion_by_hand():
@@ -105,11 +106,11 @@ def test_panoptic_fusion_by_hand():
   semantic = jnp.array([[0, 0, 0, 1, 1, 2],
                         [0, 0, 3, 1, 1, 2],
                         [0, 0, 3, 0, 1, 1]])
-  masks = np.zeros((3, 3, 6), bool)
-  masks[0, 0:2, 3:5] = True  # the class-1 block
-  masks[1, 2, 0:2] = True  # an invalid slot: ignored whatever it covers
-  masks[2, 2, 4:6] = True  # a small thing, 2 pixels: kept
-  inst = {"masks": jnp.asarray(masks), "valid": jnp.array([True, False, True]),
+  slots = np.zeros((3, 6), np.int32)  # slot + 1 per pixel
+  slots[0:2, 3:5] = 1  # the class-1 block
+  slots[2, 0:2] = 2  # an invalid slot: ignored whatever it covers
+  slots[2, 4:6] = 3  # a small thing, 2 pixels: kept
+  inst = {"instance_map": jnp.asarray(slots), "valid": jnp.array([True, False, True]),
           "classes": jnp.array([1, 0, 1]), "scores": jnp.array([0.9, 0.5, 0.8])}
   out = postprocess.panoptic_fusion(semantic, inst, thing_classes=(1, 2), min_stuff_area=3,
                                     label_divisor=1000)
@@ -134,7 +135,10 @@ def _coco(gt_masks, detections, directory):
     instance[m] = k
   semantic = (instance > 0).astype(np.int64)
   ev = CocoMaskEvaluator(["background", "thing"], (1,))
-  ev.add(7, semantic, instance, {"masks": np.stack([m for m, _ in detections]),
+  slots = np.zeros((16, 16), np.int32)
+  for k, (m, _) in enumerate(detections, start=1):
+    slots[m] = k
+  ev.add(7, semantic, instance, {"instance_map": slots,
                                  "valid": np.ones(len(detections), bool),
                                  "classes": np.ones(len(detections), np.int32),
                                  "scores": np.array([s for _, s in detections])})

@@ -47,16 +47,16 @@ def test_predict_writes_picture_masks_and_results(run, tmp_path):
   np.testing.assert_array_equal(pred["semantic"], np.argmax(logits, -1))
   # Every valid instance is a set of thing pixels with its own id in the panoptic map.
   valid = np.nonzero(pred["valid"])[0]
-  assert len(valid) > 0 and pred["masks"].shape[1:] == (50, 70)
+  assert len(valid) > 0 and pred["instance_map"].shape == (50, 70)
   for k in valid:
-    mask = pred["masks"][k]
+    mask = pred["instance_map"] == k + 1
     assert mask.any() and np.isin(pred["semantic"][mask], config.dataset.thing_classes).all()
     np.testing.assert_array_equal(pred["panoptic"] == pred["classes"][k] * 1000 + k + 1, mask)
   # The COCO results are those instances, and the picture shows the image and the semantic map.
   results = json.load(open(os.path.join(out, "scene_results.json")))
   assert len(results) == len(valid)
   for r, k in zip(results, valid):
-    np.testing.assert_array_equal(mask_utils.decode(r["segmentation"]), pred["masks"][k])
+    np.testing.assert_array_equal(mask_utils.decode(r["segmentation"]), pred["instance_map"] == k + 1)
     assert r["category_id"] == pred["classes"][k] and r["score"] == pytest.approx(pred["scores"][k])
   with Image.open(os.path.join(out, "scene.png")) as im:
     picture = np.asarray(im.convert("RGB"))

@@ -30,12 +30,17 @@ class CocoMaskEvaluator:
     self.images, self.annotations, self.results = [], [], []
 
   def add(self, image_id, semantic, instance, pred):
-    """semantic, instance: (H, W) ground truth; pred: dict of masks, valid, classes, scores (NumPy)."""
+    """One image, cut to its own size. semantic, instance: (H, W) ground truth, where thing pixels
+    of instance 0 are their class's crowd region; pred: instance_map (H, W) of slot + 1, and valid,
+    classes, scores per slot (NumPy)."""
     image_id = int(image_id)
     h, w = semantic.shape
     self.images.append({"id": image_id, "height": h, "width": w})
-    for k in np.unique(instance[instance > 0]):
-      mask = instance == k
+    things = np.isin(semantic, list(self._things))
+    regions = [(instance == k, 0) for k in np.unique(instance[things & (instance > 0)])]
+    # COCO scores a detection on a crowd region as neither hit nor miss.
+    regions += [(things & (instance == 0) & (semantic == c), 1) for c in np.unique(semantic[things & (instance == 0)])]
+    for mask, crowd in regions:
       category = int(np.bincount(semantic[mask]).argmax())
       if category not in self._things:
         continue
@@ -43,10 +48,12 @@ class CocoMaskEvaluator:
       self.annotations.append({
           "id": len(self.annotations) + 1, "image_id": image_id, "category_id": category,
           "segmentation": rle, "area": float(mask_utils.area(rle)),
-          "bbox": [float(v) for v in mask_utils.toBbox(rle)], "iscrowd": 0})
+          "bbox": [float(v) for v in mask_utils.toBbox(rle)], "iscrowd": crowd})
     for k in np.nonzero(pred["valid"])[0]:
-      self.results.append({"image_id": image_id, "category_id": int(pred["classes"][k]),
-                           "segmentation": encode_mask(pred["masks"][k]), "score": float(pred["scores"][k])})
+      mask = pred["instance_map"] == k + 1
+      if mask.any():  # an instance found only in the padding, cut away, is no instance
+        self.results.append({"image_id": image_id, "category_id": int(pred["classes"][k]),
+                             "segmentation": encode_mask(mask), "score": float(pred["scores"][k])})
 
   def write(self, directory):
     os.makedirs(directory, exist_ok=True)

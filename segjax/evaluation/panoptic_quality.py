@@ -1,7 +1,10 @@
 """Panoptic quality (PQ = SQ x RQ) as defined by Kirillov et al., vectorised with NumPy per image.
 
-Segments are matched when they share a class and IoU > 0.5, which makes the matching unique; a
-predicted segment that lies mostly (> 50%) on void ground truth is neither a hit nor a false positive.
+The rules are the COCO panoptic API's (panopticapi's pq_compute): segments are matched when they
+share a class and IoU > 0.5, which makes the matching unique, and the IoU leaves out the predicted
+pixels on void. A crowd region (a thing class's pixels without an instance, id class * divisor) is
+not a segment to find: it is never matched nor missed, and a predicted segment lying mostly (> 50%)
+on void plus crowd of its own class is not a false positive. Crowd of another class excuses nothing.
 """
 import numpy as np
 
@@ -26,12 +29,15 @@ class PanopticQuality:
     pairs, inter = np.unique(gt_index * len(pr_ids) + pr_index, return_counts=True)
     g, p = pairs // len(pr_ids), pairs % len(pr_ids)
     gt_void, pr_void = gt_ids == VOID, pr_ids == VOID
-    # Pixels of each predicted segment that fall on void ground truth.
-    on_void = np.zeros(len(pr_ids), np.int64)
-    np.add.at(on_void, p[gt_void[g]], inter[gt_void[g]])
-    real = ~gt_void[g] & ~pr_void[p]
-    g, p, inter = g[real], p[real], inter[real]
     gt_class, pr_class = gt_ids // self.label_divisor, pr_ids // self.label_divisor
+    gt_crowd = ~gt_void & self.things[gt_class] & (gt_ids % self.label_divisor == 0)
+    # Pixels of each predicted segment on void, and on crowd of its own class.
+    on_void, on_crowd = np.zeros(len(pr_ids), np.int64), np.zeros(len(pr_ids), np.int64)
+    np.add.at(on_void, p[gt_void[g]], inter[gt_void[g]])
+    own_crowd = gt_crowd[g] & (gt_class[g] == pr_class[p])
+    np.add.at(on_crowd, p[own_crowd], inter[own_crowd])
+    real = ~gt_void[g] & ~gt_crowd[g] & ~pr_void[p]
+    g, p, inter = g[real], p[real], inter[real]
     union = gt_area[g] + pr_area[p] - inter - on_void[p]
     iou = inter / union
     hit = (iou > 0.5) & (gt_class[g] == pr_class[p])
@@ -41,9 +47,9 @@ class PanopticQuality:
     matched_gt[g[hit]] = True
     matched_pr = np.zeros(len(pr_ids), bool)
     matched_pr[p[hit]] = True
-    missed = ~matched_gt & ~gt_void
+    missed = ~matched_gt & ~gt_void & ~gt_crowd
     np.add.at(self.fn, gt_class[missed], 1)
-    false = ~matched_pr & ~pr_void & (on_void <= 0.5 * pr_area)
+    false = ~matched_pr & ~pr_void & (on_void + on_crowd <= 0.5 * pr_area)
     np.add.at(self.fp, pr_class[false], 1)
 
   def result(self):
@@ -60,8 +66,9 @@ class PanopticQuality:
 
 
 def panoptic_from_labels(semantic, instance, thing_classes, ignore_label, label_divisor=1000):
-  """Ground-truth panoptic ids from a semantic and an instance-id map (NumPy, one image)."""
+  """Ground-truth panoptic ids from a semantic and an instance-id map (NumPy, one image): stuff and
+  a thing class's crowd region (its pixels of instance 0) are class * label_divisor."""
   semantic, instance = np.asarray(semantic, np.int64), np.asarray(instance, np.int64)
   is_thing = np.isin(semantic, list(thing_classes))
   ids = np.where(is_thing, semantic * label_divisor + instance, semantic * label_divisor)
-  return np.where((semantic == ignore_label) | (is_thing & (instance == 0)), VOID, ids)
+  return np.where(semantic == ignore_label, VOID, ids)

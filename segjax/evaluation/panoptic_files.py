@@ -1,0 +1,67 @@
+"""Predictions and ground truth in the COCO panoptic format (a PNG per image + one JSON), so the
+official panopticapi (or cityscapesscripts' copy of it) rescores what segjax scored.
+
+In the PNGs a segment's id is R + 256 G + 256^2 B, and 0 is void. A ground-truth thing class's
+pixels without an instance are its crowd region: one segment with `iscrowd: 1`.
+"""
+import json
+import os
+
+import numpy as np
+from PIL import Image
+
+from segjax.evaluation.panoptic_quality import VOID
+
+
+def encode_segments(ids, label_divisor, label_ids, things):
+  """An (H, W) panoptic id map (class * label_divisor + instance, VOID -1) as an (H, W, 3) uint8
+  PNG array and its segments_info; segments are numbered 1.. in the order of their ids."""
+  uniques, index = np.unique(ids, return_inverse=True)
+  index = index.reshape(ids.shape)
+  segment = np.where(uniques == VOID, 0, np.cumsum(uniques != VOID))  # 1..N, void 0
+  png = segment[index]
+  rgb = np.stack([png % 256, png // 256 % 256, png // 65536], axis=-1).astype(np.uint8)
+  segments = []
+  for k, value in enumerate(uniques):
+    if value == VOID:
+      continue
+    cls = int(value // label_divisor)
+    ys, xs = np.nonzero(index == k)
+    segments.append({
+        "id": int(segment[k]), "category_id": int(label_ids[cls]), "area": int(len(ys)),
+        "bbox": [int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)],
+        "iscrowd": int(bool(things[cls]) and value % label_divisor == 0)})
+  return rgb, segments
+
+
+class PanopticFiles:
+  """Collects predicted and true panoptic maps image by image; `write()` saves both sets.
+
+  DIR/panoptic_{gt,pred}/<file_name>.png and DIR/panoptic_{gt,pred}.json.
+  """
+
+  def __init__(self, directory, class_names, thing_classes, label_ids, label_divisor):
+    self.directory, self.label_divisor, self.label_ids = directory, label_divisor, label_ids
+    self.things = np.zeros(len(class_names), bool)
+    self.things[list(thing_classes)] = True
+    self.categories = [{"id": int(label_ids[c]), "name": name, "isthing": int(self.things[c])}
+                       for c, name in enumerate(class_names)]
+    self.images, self.annotations = [], {"gt": [], "pred": []}
+    for which in self.annotations:
+      os.makedirs(os.path.join(directory, f"panoptic_{which}"), exist_ok=True)
+
+  def add(self, image_id, file_name, truth, pred):
+    """truth, pred: one image's (H, W) panoptic id maps, cut to its size."""
+    h, w = truth.shape
+    self.images.append({"id": int(image_id), "file_name": file_name, "height": h, "width": w})
+    for which, ids in (("gt", truth), ("pred", pred)):
+      rgb, segments = encode_segments(np.asarray(ids, np.int64), self.label_divisor, self.label_ids,
+                                      self.things)
+      Image.fromarray(rgb).save(os.path.join(self.directory, f"panoptic_{which}", f"{file_name}.png"))
+      self.annotations[which].append({"image_id": int(image_id), "file_name": f"{file_name}.png",
+                                      "segments_info": segments})
+
+  def write(self):
+    for which, annotations in self.annotations.items():
+      with open(os.path.join(self.directory, f"panoptic_{which}.json"), "w") as f:
+        json.dump({"images": self.images, "annotations": annotations, "categories": self.categories}, f)
