@@ -67,8 +67,13 @@ class PanopticQuality:
 
 def panoptic_from_labels(semantic, instance, thing_classes, ignore_label, label_divisor=1000):
   """Ground-truth panoptic ids from a semantic and an instance-id map (NumPy, one image): stuff and
-  a thing class's crowd region (its pixels of instance 0) are class * label_divisor."""
+  a thing class's crowd region (its pixels of instance 0) are class * label_divisor; instances are
+  renumbered 1, 2, ... in the image, since datasets' own ids (Cityscapes' 26001) exceed the divisor."""
   semantic, instance = np.asarray(semantic, np.int64), np.asarray(instance, np.int64)
   is_thing = np.isin(semantic, list(thing_classes))
-  ids = np.where(is_thing, semantic * label_divisor + instance, semantic * label_divisor)
+  ids, rank = np.unique(np.where(is_thing, instance, 0), return_inverse=True)
+  rank = rank.reshape(instance.shape) + (ids[0] != 0)  # id 0 keeps 0, the others count from 1
+  if len(ids) > label_divisor:
+    raise ValueError(f"An image has {len(ids) - 1} instances, more than label_divisor={label_divisor} allows.")
+  ids = np.where(is_thing, semantic * label_divisor + rank, semantic * label_divisor)
   return np.where(semantic == ignore_label, VOID, ids)
