@@ -103,8 +103,38 @@ def _check_keys(config, schema, path):
 
 
 def load_config_file(path):
-  """`get_config()` of a config file, loaded the way config_flags loads it."""
+  """`get_config()` of a config file, loaded the way config_flags loads it: "FILE:ARG" passes ARG
+  (a recipe's "tiny" variant)."""
+  path, _, arg = path.partition(":")
   spec = importlib.util.spec_from_file_location("_segjax_config", path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
-  return module.get_config()
+  return module.get_config(arg) if arg else module.get_config()
+
+
+def tiny_variant(c):
+  """A recipe's `:tiny` variant (`--config=configs/<dataset>/<recipe>.py:tiny`): the same model a few
+  channels wide, small crops and three steps, so a test can run every recipe on a few fake files on
+  a CPU. The data settings (dataset, splits, scales) stay the recipe's own."""
+  if c.model.backbone.startswith("resnet"):
+    c.model.backbone_kwargs.width = 4
+  if c.model.semantic_head == "deeplabv3plus":
+    c.model.semantic_head_kwargs.aspp_features = 8
+    c.model.semantic_head_kwargs.decoder_features = 8
+    c.model.semantic_head_kwargs.low_features = 4
+  if c.model.instance_head:
+    c.model.instance_head_kwargs.hidden = 8
+    c.model.instance_head_kwargs.branch = 4
+    c.loss.center_sigma = 2.0
+    c.postprocess.nms_kernel = 3
+    c.postprocess.min_stuff_area = 4
+  c.model.dtype = "float32"
+  height, width = c.input.crop_size or (32, 32)
+  c.input.crop_size = (32, 32 * width // height)  # the recipe's aspect ratio
+  c.input.eval_size = (64, 64)
+  c.optimizer.warmup_steps = 0
+  c.batch_size = c.eval_batch_size = 8
+  c.total_steps = c.eval_every = c.checkpoint_every = 3
+  c.log_every = 1
+  c.num_summary_images = 1
+  return c

@@ -13,9 +13,10 @@ from segjax.models import build_segmenter
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = sorted(glob.glob(os.path.join(ROOT, "configs", "**", "*.py"), recursive=True))
+CONFIGS += [p + ":tiny" for p in CONFIGS if "get_config(variant" in open(p).read()]  # recipes' tiny variants
 
 
-@pytest.mark.parametrize("path", CONFIGS, ids=os.path.basename)
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: os.path.relpath(p, os.path.join(ROOT, "configs")))
 def test_config_loads_validates_and_builds(path):
   config = config_lib.load_config_file(path)
   config_lib.validate(config)

@@ -125,10 +125,10 @@ def train_batches(config, start_step, host_batch):
   records = builder.as_dataset(split=split, shuffle_files=False, decoders=decoders,
                                read_config=tfds.ReadConfig(interleave_cycle_length=1))
   records = records.map(lambda ex: {k: ex[k] for k in keys})
-  size = size // jax.process_count()  # at least this many on every process
-  if size < host_batch:
-    raise UserError(f"Split '{config.dataset.train_split}' has {size} examples per process, fewer "
-                    f"than one host batch of {host_batch}.")
+  size = size // jax.process_count()  # at least this many on every process; batches span epochs
+  if size < 1:
+    raise UserError(f"Split '{config.dataset.train_split}' has fewer examples than the "
+                    f"{jax.process_count()} processes; choose a larger split.")
   start_epoch, offset = divmod(start_step * host_batch, size)
   buffer = min(size, config.input.shuffle_buffer)
   base_seed = config.seed * 1_000_003
