@@ -1,14 +1,19 @@
-"""Times the train step and inference on device-resident synthetic batches; no TensorFlow.
+"""Times the train step and inference on device-resident synthetic batches (no TensorFlow), or
+with --input the tf.data pipeline alone.
 
 python -m segjax.benchmark --config=configs/bench/deeplabv3_r50_os8.py [--config.benchmark.steps=50]
+python -m segjax.benchmark --input --config=configs/cityscapes/panoptic.py --config.dataset.manual_dir=D
 
 Prints one JSON line per measurement (`train`, `infer`), in the form of
 shared/bench/peer_torchvision.py so the two can be read side by side: images/s, step ms, peak
 device memory, FLOPs per image from XLA's cost analysis, and the TFLOP/s that makes.
 The batch stays on the devices, so the figures are the step's own, not the input pipeline's.
+`--input` prints one `input` line instead: the images/s that decoding, augmentation, targets and
+batching deliver on this process, and per CPU core, for any training config.
 """
 import functools
 import json
+import os
 import sys
 import time
 
@@ -23,6 +28,7 @@ from segjax.errors import UserError
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Benchmark config (configs/bench/*.py).",
                                           lock_config=True)
+_INPUT = flags.DEFINE_bool("input", False, "Time the tf.data input pipeline of the config instead.")
 flags.mark_flags_as_required(["config"])
 
 
@@ -146,11 +152,35 @@ def run(config, devices=None):
   return records
 
 
+def run_input(config):
+  """Times this process's training batches from the config's dataset: warmup_steps batches, then
+  `steps` batches timed. Returns the record it prints."""
+  from segjax import data  # pylint: disable=g-import-not-at-top  (TensorFlow only in this mode)
+
+  config_lib.validate(config)
+  config, _ = data.resolve(config)
+  host_batch, bench = parallel.host_batch_size(config.batch_size), config.benchmark
+  batches = data.train_batches(config, 0, host_batch)
+  for _ in range(bench.warmup_steps):
+    next(batches)
+  start = time.perf_counter()
+  for _ in range(bench.steps):
+    next(batches)
+  rate = bench.steps * host_batch / (time.perf_counter() - start)
+  cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+  record = {"bench": "segjax", "mode": "input", "dataset": config.dataset.name,
+            "crop": list(config.input.crop_size), "instance_targets": bool(config.model.instance_head),
+            "batch": host_batch, "processes": jax.process_count(), "cpu_cores": cores,
+            "images_per_s": round(rate, 2), "images_per_s_per_core": round(rate / cores, 2)}
+  print(json.dumps(record), flush=True)
+  return record
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
   try:
-    run(_CONFIG.value)
+    (run_input if _INPUT.value else run)(_CONFIG.value)
   except UserError as e:
     sys.exit(f"segjax.benchmark: error: {e}")
 

@@ -74,3 +74,17 @@ def test_panoptic_bench_config_builds_both_heads():
   config, _, (outputs, _) = _shapes("panoptic_r50_os16.py", 512)
   assert outputs["semantic_logits"].shape == (2, 512, 512, config.dataset.num_classes)
   assert outputs["center"].shape == (2, 512, 512) and outputs["offsets"].shape == (2, 512, 512, 2)
+
+
+@pytest.mark.slow
+def test_input_benchmark_times_the_pipeline_of_any_config(data_dir):
+  result = subprocess.run(
+      [sys.executable, "-m", "segjax.benchmark", "--input", f"--config={ROOT}/configs/panoptic.py",
+       "--config.dataset.name=synthetic_scenes/tiny", f"--config.dataset.data_dir={data_dir}",
+       "--config.batch_size=8", "--config.benchmark.warmup_steps=1", "--config.benchmark.steps=3"],
+      capture_output=True, text=True, timeout=300, check=False, cwd=ROOT)
+  assert result.returncode == 0, result.stderr[-3000:]
+  (record,) = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+  assert record["mode"] == "input" and record["batch"] == 8 and record["instance_targets"]
+  assert record["crop"] == [160, 160] and record["images_per_s"] > 0
+  assert record["images_per_s_per_core"] == pytest.approx(record["images_per_s"] / record["cpu_cores"], rel=0.01)

@@ -96,9 +96,10 @@ def test_panoptic_ids_from_labels():
   semantic = np.array([[0, 1, 1, 2, 255]])
   instance = np.array([[0, 3, 0, 7, 0]])
   ids = panoptic_from_labels(semantic, instance, (1, 2), 255, label_divisor=1000)
-  # Stuff: class * 1000; things: class * 1000 + instance id; a thing pixel without instance: its
-  # class's crowd region, class * 1000; ignored: void.
-  np.testing.assert_array_equal(ids, [[0, 1003, 1000, 2007, -1]])
+  # Stuff: class * 1000; things: class * 1000 + the instance's number in the image (ids 3 and 7
+  # become 1 and 2); a thing pixel without instance: its class's crowd region, class * 1000;
+  # ignored: void.
+  np.testing.assert_array_equal(ids, [[0, 1001, 1000, 2002, -1]])
 
 
 def test_panoptic_fusion_by_hand():

@@ -65,7 +65,7 @@ def test_ground_truth_fed_back_scores_one(name, tmp_path):
   assert scores["miou"] == scores["pixel_acc"] == 1.0
   written = tmp_path / "run" / "eval" / "1"
   sizes = {e["file_name"]: e["semantic"].shape for e in FORMATS[name].write(str(tmp_path / "again"))["validation"]}
-  assert len(sizes) == 2 and len(set(sizes.values())) == 2  # two image sizes in one split
+  assert len(set(sizes.values())) >= 2  # two image sizes in one split
   for file_name, size in sizes.items():  # label PNGs at each image's own size, named after it
     assert np.asarray(Image.open(written / "labels" / f"{file_name}_pred_labelIds.png")).shape == size
   if instances:
@@ -149,4 +149,6 @@ def test_void_truth_is_no_segment_in_the_files(tmp_path):
   files.write()
   with open(tmp_path / "panoptic_gt.json") as f:
     segments = json.load(f)["annotations"][0]["segments_info"]
-  assert sorted((s["category_id"], s["iscrowd"], s["area"]) for s in segments) == [(7, 0, 6), (8, 0, 6), (8, 1, 12)]
+  # (category, iscrowd, area, [x, y, width, height]) of stuff, the instance and the crowd region.
+  assert sorted((s["category_id"], s["iscrowd"], s["area"], s["bbox"]) for s in segments) == [
+      (7, 0, 6, [6, 1, 2, 3]), (8, 0, 6, [4, 1, 2, 3]), (8, 1, 12, [0, 1, 4, 3])]

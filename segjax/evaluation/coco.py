@@ -16,7 +16,7 @@ from pycocotools.cocoeval import COCOeval
 
 def encode_mask(mask):
   """COCO RLE of a binary (H, W) mask, with its counts as text so it can go into JSON."""
-  rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+  rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8, order="K")))
   rle["counts"] = rle["counts"].decode("ascii")
   return rle
 
@@ -49,8 +49,9 @@ class CocoMaskEvaluator:
           "id": len(self.annotations) + 1, "image_id": image_id, "category_id": category,
           "segmentation": rle, "area": float(mask_utils.area(rle)),
           "bbox": [float(v) for v in mask_utils.toBbox(rle)], "iscrowd": crowd})
+    slots = np.asfortranarray(pred["instance_map"])  # masks compared from it are Fortran-ordered: no copy
     for k in np.nonzero(pred["valid"])[0]:
-      mask = pred["instance_map"] == k + 1
+      mask = slots == k + 1
       if mask.any():  # an instance found only in the padding, cut away, is no instance
         self.results.append({"image_id": image_id, "category_id": int(pred["classes"][k]),
                              "segmentation": encode_mask(mask), "score": float(pred["scores"][k])})

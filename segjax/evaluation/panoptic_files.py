@@ -10,26 +10,32 @@ import os
 import numpy as np
 from PIL import Image
 
-from segjax.evaluation.panoptic_quality import VOID
+from segjax.evaluation.panoptic_quality import VOID, unique_ids
 
 
 def encode_segments(ids, label_divisor, label_ids, things):
   """An (H, W) panoptic id map (class * label_divisor + instance, VOID -1) as an (H, W, 3) uint8
   PNG array and its segments_info; segments are numbered 1.. in the order of their ids."""
-  uniques, index = np.unique(ids, return_inverse=True)
+  uniques, index, area = unique_ids(ids)
   index = index.reshape(ids.shape)
   segment = np.where(uniques == VOID, 0, np.cumsum(uniques != VOID))  # 1..N, void 0
   png = segment[index]
   rgb = np.stack([png % 256, png // 256 % 256, png // 65536], axis=-1).astype(np.uint8)
+  # Area and box of every segment in one pass over the pixels, not one pass per segment.
+  rows = np.zeros((len(uniques), ids.shape[0]), bool)
+  rows[index, np.arange(ids.shape[0])[:, None]] = True
+  cols = np.zeros((len(uniques), ids.shape[1]), bool)
+  cols[index, np.arange(ids.shape[1])[None]] = True
+  y0, x0 = rows.argmax(1), cols.argmax(1)
+  y1, x1 = ids.shape[0] - rows[:, ::-1].argmax(1), ids.shape[1] - cols[:, ::-1].argmax(1)
   segments = []
   for k, value in enumerate(uniques):
     if value == VOID:
       continue
     cls = int(value // label_divisor)
-    ys, xs = np.nonzero(index == k)
     segments.append({
-        "id": int(segment[k]), "category_id": int(label_ids[cls]), "area": int(len(ys)),
-        "bbox": [int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)],
+        "id": int(segment[k]), "category_id": int(label_ids[cls]), "area": int(area[k]),
+        "bbox": [int(x0[k]), int(y0[k]), int(x1[k] - x0[k]), int(y1[k] - y0[k])],
         "iscrowd": int(bool(things[cls]) and value % label_divisor == 0)})
   return rgb, segments
 
