@@ -27,6 +27,7 @@ def base_config():
       ignore_label=config_dict.placeholder(int),
       label_divisor=config_dict.placeholder(int),  # panoptic id = class * label_divisor + instance
       label_ids=config_dict.placeholder(tuple),  # the dataset's own id of each class, in output files
+      colormap=config_dict.placeholder(tuple),  # RGB per class in pictures; a generated palette if unset
   ))
   c.input = ml_collections.ConfigDict(dict(
       # (height, width); the dataset's defaults when unset. Eval images are padded to eval_size.

@@ -77,6 +77,6 @@ def evaluate(eval_fn, state, eval_data, mesh, config, class_names, step, workdir
   writer.write(step, "eval", scalars, extra={"iou_per_class": metrics["iou_per_class"]})
   if pictures is not None:
     writer.images(step, "eval/image_truth_prediction",
-                  visualize.side_by_side(*pictures, ds.num_classes, ds.ignore_label))
+                  visualize.side_by_side(*pictures, ds.num_classes, ds.ignore_label, ds.get("colormap")))
   logging.info("eval at step %d: %s", step, ", ".join(f"{k} {v:.4f}" for k, v in scalars.items()))
   return scalars

@@ -76,10 +76,10 @@ def make_predict_fn(config, model):
   return predict
 
 
-def draw(image, pred, class_names):
-  """input | semantic map | instances with class and score, side by side."""
+def draw(image, pred, class_names, colormap=None):
+  """input | semantic map (in the dataset's colours) | instances with class and score, side by side."""
   n = len(class_names)
-  semantic = visualize.colorize(pred["semantic"], n)
+  semantic = visualize.colorize(pred["semantic"], n, colormap=colormap)
   inst = np.zeros_like(semantic)
   colours = visualize.palette(len(pred.get("valid", [])) + 1)[1:]
   labels = []
@@ -117,7 +117,7 @@ def predict_files(workdir, images, out):
       found[pred["instance_map"]] = True
       pred["valid"] = pred["valid"] & found[1:]
     stem = os.path.join(out, os.path.splitext(os.path.basename(path))[0])
-    draw(image, pred, class_names).save(stem + ".png")
+    draw(image, pred, class_names, config.dataset.get("colormap")).save(stem + ".png")
     np.savez_compressed(stem + "_masks.npz", **pred)
     results = [{"image_id": image_id, "category_id": int(pred["classes"][k]),
                 "segmentation": encode_mask(pred["instance_map"] == k + 1), "score": float(pred["scores"][k])}

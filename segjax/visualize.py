@@ -10,15 +10,17 @@ def palette(n):
   return colours
 
 
-def colorize(labels, num_classes, ignore_label=255):
-  """(..., H, W) integer labels -> (..., H, W, 3) uint8; ignored pixels white."""
-  colours = np.concatenate([palette(num_classes), [[255, 255, 255]]]).astype(np.uint8)
+def colorize(labels, num_classes, ignore_label=255, colormap=None):
+  """(..., H, W) integer labels -> (..., H, W, 3) uint8 in the dataset's colours (`colormap`, RGB
+  per class) or a generated palette; ignored pixels white."""
+  colours = palette(num_classes) if colormap is None else np.asarray(colormap, np.uint8)
+  colours = np.concatenate([colours, [[255, 255, 255]]]).astype(np.uint8)
   labels = np.where(labels == ignore_label, num_classes, np.clip(labels, 0, num_classes - 1))
   return colours[labels]
 
 
-def side_by_side(images, truth, pred, num_classes, ignore_label=255):
+def side_by_side(images, truth, pred, num_classes, ignore_label=255, colormap=None):
   """(N, H, 3W, 3) uint8 rows of image | ground truth | prediction."""
   images = np.clip(np.asarray(images) * 255, 0, 255).astype(np.uint8)
-  return np.concatenate([images, colorize(truth, num_classes, ignore_label),
-                         colorize(pred, num_classes, ignore_label)], axis=2)
+  return np.concatenate([images, colorize(truth, num_classes, ignore_label, colormap),
+                         colorize(pred, num_classes, ignore_label, colormap)], axis=2)

@@ -17,7 +17,7 @@ import pytest
 from conftest import tiny_panoptic_config
 from fakes import ade20k, cityscapes, coco_panoptic, folder, pascal_voc
 import oracle
-from segjax import data
+from segjax import data, visualize
 from segjax.evaluation import PanopticQuality
 from segjax.evaluation.panoptic_files import PanopticFiles
 from segjax.evaluation.panoptic_quality import VOID
@@ -152,3 +152,12 @@ def test_void_truth_is_no_segment_in_the_files(tmp_path):
   # (category, iscrowd, area, [x, y, width, height]) of stuff, the instance and the crowd region.
   assert sorted((s["category_id"], s["iscrowd"], s["area"], s["bbox"]) for s in segments) == [
       (7, 0, 6, [6, 1, 2, 3]), (8, 0, 6, [4, 1, 2, 3]), (8, 1, 12, [0, 1, 4, 3])]
+
+
+def test_pictures_use_the_dataset_colours(tmp_path):
+  config, _ = fake_config("cityscapes", tmp_path, True)
+  picture = visualize.side_by_side(np.zeros((1, 1, 2, 3)), np.array([[[0, 255]]]), np.array([[[18, 13]]]),
+                                   config.dataset.num_classes, config.dataset.ignore_label,
+                                   config.dataset.colormap)
+  # image | truth: road, ignored (white) | prediction: bicycle, car, in Cityscapes' own colours.
+  assert picture[0, 0, 2:].tolist() == [[128, 64, 128], [255, 255, 255], [119, 11, 32], [0, 0, 142]]

@@ -55,6 +55,10 @@ def _pair(value, key):
   return value
 
 
+def _tuples(value):
+  return tuple(map(_tuples, value)) if isinstance(value, (tuple, list)) else value
+
+
 def resolve(config):
   """(config, class_names): a copy of `config` with every value that follows from the data taken
   from the dataset's descriptor, building the dataset if it is not built yet.
@@ -73,11 +77,12 @@ def resolve(config):
   config = config.copy_and_resolve_references()
   from_data = {"num_classes": len(names), "thing_classes": tuple(int(c) for c in things),
                "ignore_label": descriptor.ignore_label, "label_divisor": descriptor.label_divisor,
-               "label_ids": tuple(descriptor.official_ids or range(len(names)))}
+               "label_ids": tuple(descriptor.official_ids or range(len(names))),
+               "colormap": tuple(map(tuple, descriptor.colormap)) if descriptor.colormap else None}
   with config.unlocked():
     for key, value in from_data.items():
       given = config.dataset[key]
-      if given is not None and (tuple(given) if isinstance(given, (tuple, list)) else given) != value:
+      if given is not None and _tuples(given) != value:
         raise UserError(f"config.dataset.{key}={given} but dataset '{config.dataset.name}' has "
                         f"{value}; leave it unset, it comes from the dataset.")
       config.dataset[key] = value
