@@ -155,7 +155,11 @@ def run(config, devices=None):
 def run_input(config):
   """Times this process's training batches from the config's dataset: warmup_steps batches, then
   `steps` batches timed. Returns the record it prints."""
-  from segjax import data  # pylint: disable=g-import-not-at-top  (TensorFlow only in this mode)
+  try:
+    from segjax import data  # pylint: disable=g-import-not-at-top  (TensorFlow only in this mode)
+  except ImportError as e:
+    raise UserError(f"--input times the tf.data pipeline and needs TensorFlow and tensorflow-datasets "
+                    f"({e}); install segjax with its dependencies.") from e
 
   config_lib.validate(config)
   config, _ = data.resolve(config)

@@ -28,6 +28,7 @@ def base_config():
       label_divisor=config_dict.placeholder(int),  # panoptic id = class * label_divisor + instance
       label_ids=config_dict.placeholder(tuple),  # the dataset's own id of each class, in output files
       colormap=config_dict.placeholder(tuple),  # RGB per class in pictures; a generated palette if unset
+      image_ids_by_name=config_dict.placeholder(bool),  # panoptic files: "frankfurt_000000_000294"
   ))
   c.input = ml_collections.ConfigDict(dict(
       # (height, width); the dataset's defaults when unset. Eval images are padded to eval_size.
@@ -53,7 +54,6 @@ def base_config():
       center_weight=200.0,  # heatmap MSE (Panoptic-DeepLab's weights)
       offset_weight=0.01,  # offset L1, in pixels
       center_sigma=8.0,  # Gaussian of the centre targets, in pixels
-      max_instances=32,  # instance ids above this share one target slot
   ))
   c.postprocess = ml_collections.ConfigDict(dict(
       center_threshold=0.1,

@@ -46,7 +46,7 @@ def evaluate(eval_fn, state, eval_data, mesh, config, class_names, step, workdir
     if not main:
       continue
     if instances and coco is None:
-      coco = CocoMaskEvaluator(class_names, ds.thing_classes)
+      coco = CocoMaskEvaluator(class_names, ds.thing_classes, ds.get("label_ids"))
       pq = PanopticQuality(ds.num_classes, ds.thing_classes, ds.label_divisor)
       if official_files:
         panoptic_files = PanopticFiles(folder, class_names, ds.thing_classes, ds.label_ids, ds.label_divisor)
@@ -64,7 +64,8 @@ def evaluate(eval_fn, state, eval_data, mesh, config, class_names, step, workdir
       truth_ids = panoptic_from_labels(semantic, instance, ds.thing_classes, ds.ignore_label, ds.label_divisor)
       pq.add(truth_ids, pred["panoptic"][i][cut])
       if panoptic_files is not None:
-        panoptic_files.add(image_id, name, truth_ids, pred["panoptic"][i][cut])
+        panoptic_files.add(name if ds.get("image_ids_by_name") else image_id, name, truth_ids,
+                           pred["panoptic"][i][cut])
   # Summed in int64: one batch fits int32, a Cityscapes-size split (> 2^31 pixels) does not.
   confusion = np.sum([np.asarray(c, np.int64) for c in jax.device_get(confusions)], axis=0)
   metrics = semantic_metrics(confusion, class_names)

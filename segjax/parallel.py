@@ -110,3 +110,19 @@ def sync(name):
   """Waits until every process reaches the barrier `name`."""
   if jax.process_count() > 1:
     multihost_utils.sync_global_devices(name)
+
+
+def on_process_zero(fn, what):
+  """Runs `fn` on process 0 while the others wait; if it fails there, every process raises, rather
+  than the others waiting forever at their next collective."""
+  error = None
+  if jax.process_index() == 0:
+    try:
+      fn()
+    except Exception as e:  # pylint: disable=broad-except  (re-raised below, after telling the others)
+      error = e
+  if jax.process_count() > 1 and multihost_utils.broadcast_one_to_all(np.array(error is not None)):
+    if error is None:
+      raise UserError(f"Process 0 could not {what}; its log says why.")
+  if error is not None:
+    raise error

@@ -42,8 +42,8 @@ def instances(semantic_logits, center, offsets, *, thing_classes, threshold=0.1,
 
   semantic_logits (H, W, C), center (H, W), offsets (H, W, 2). Every pixel predicted as a thing
   class joins its nearest centre; each instance takes the majority thing class of its pixels and
-  the score centre * mean class probability. Returns masks (K, H, W) bool, valid (K,), classes (K,)
-  int32, scores (K,).
+  the score centre * mean class probability. Returns instance_map (H, W) int32 (slot + 1, 0 where
+  no instance), valid (K,), classes (K,) int32, scores (K,).
   """
   num_classes = semantic_logits.shape[-1]
   probs = jax.nn.softmax(semantic_logits.astype(jnp.float32), axis=-1)

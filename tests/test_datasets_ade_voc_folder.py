@@ -308,3 +308,16 @@ def test_folder_bad_label_files(tmp_path):
   assert "single-channel" in message
   _folder_error(tmp_path, lambda root: Image.open(semantic).resize((32, 25)).save(semantic),
                 f"'{re.escape(semantic)}' is 32x25 but its image is 32x24")
+
+
+def test_folder_instance_id_on_two_classes_is_named(tmp_path):
+  semantic = fake_folder.path(str(tmp_path / "root"), "train", "street.png", "semantic")
+  instance = fake_folder.path(str(tmp_path / "root"), "train", "street.png", "instance")
+
+  def shared_id(root):  # a car and a person numbered alike
+    labels, ids = np.asarray(Image.open(semantic)).copy(), np.asarray(Image.open(instance)).copy()
+    labels[0, 0:2], ids[0, 0:2] = (2, 3), 7
+    _save_label(semantic, labels)
+    Image.fromarray(ids).save(instance)
+
+  _folder_error(tmp_path, shared_id, f"An instance id in '{re.escape(instance)}' covers pixels of two classes")

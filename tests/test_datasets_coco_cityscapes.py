@@ -77,7 +77,7 @@ def test_coco_descriptor():
   d = dataset.get("coco_panoptic")
   assert d.builder == "segjax_coco_panoptic" and d.class_names == coco_panoptic.CLASS_NAMES
   assert d.thing_classes == tuple(range(80)) and d.ignore_label == 255 and d.label_divisor == 1000
-  assert d.crop_size == d.eval_size == (640, 640) and d.eval_split == "validation"
+  assert d.crop_size == d.eval_size == (640, 640)
   assert len(d.colormap) == 133 and d.colormap[0] == (220, 20, 60)
 
 
@@ -142,7 +142,7 @@ def test_coco_errors_name_the_file_and_leave_nothing(tmp_path, what):
 
 def test_cityscapes_descriptor():
   d = dataset.get("cityscapes")
-  assert d.builder == "segjax_cityscapes" and d.eval_split == "validation"
+  assert d.builder == "segjax_cityscapes"
   assert d.class_names[:3] == ("road", "sidewalk", "building") and d.class_names[-1] == "bicycle"
   assert len(d.class_names) == 19 and d.thing_classes == tuple(range(11, 19))
   assert d.official_ids == tuple(sorted(fake_cityscapes.TRAIN_ID, key=fake_cityscapes.TRAIN_ID.get))

@@ -13,29 +13,33 @@ THINGS = (1, 2, 3)
 
 def _targets(scene):
   return {k: v.numpy() for k, v in targets.center_offset_targets(
-      scene["semantic"].astype(np.int32), scene["instance"].astype(np.int32), THINGS, 8.0, 255, 32).items()}
+      scene["semantic"].astype(np.int32), scene["instance"].astype(np.int32), THINGS, 8.0, 255).items()}
 
 
 def test_targets_by_hand():
   semantic = np.zeros((8, 8), np.int32)
   instance = np.zeros((8, 8), np.int32)
-  semantic[2:5, 1:4], instance[2:5, 1:4] = 1, 1  # a thing, centre of mass (3, 2)
-  semantic[5:8, 5:8], instance[5:8, 5:8] = 2, 2  # another, centre (6, 6)
+  # Instance ids as Cityscapes writes them (labelId * 1000 + k): far apart, above any slot count.
+  semantic[2:5, 1:4], instance[2:5, 1:4] = 1, 26001  # a thing, centre of mass (3, 2)
+  semantic[5:8, 5:8], instance[5:8, 5:8] = 2, 33000  # another, centre (6, 6)
   semantic[0, 4:8], instance[0, 4:8] = 3, 3  # stuff: its instance id is no instance
+  semantic[0:2, 0:2] = 1  # thing pixels without an instance: a crowd region
   semantic[4, 1] = 255  # an ignored pixel inside the first thing
   t = {k: v.numpy() for k, v in targets.center_offset_targets(
-      tf.constant(semantic), tf.constant(instance), (1, 2), 1.5, 255, 32).items()}
+      tf.constant(semantic), tf.constant(instance), (1, 2), 1.5, 255).items()}
   yy, xx = np.mgrid[0:8, 0:8]
   gauss = lambda cy, cx: np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * 1.5**2))
   np.testing.assert_allclose(t["center"], np.maximum(gauss(3, 2), gauss(6, 6)), atol=1e-6)
-  first = (instance == 1) & (semantic != 255)
-  second = instance == 2
+  first = (instance == 26001) & (semantic != 255)
+  second = instance == 33000
   offsets = np.zeros((8, 8, 2))
   offsets[first] = np.stack([3 - yy[first], 2 - xx[first]], -1)  # (dy, dx) from the pixel to its centre
   offsets[second] = np.stack([6 - yy[second], 6 - xx[second]], -1)
   np.testing.assert_allclose(t["offsets"], offsets, atol=1e-6)
   np.testing.assert_array_equal(t["offset_weight"], first | second)
-  np.testing.assert_array_equal(t["center_weight"], semantic != 255)
+  crowd = np.zeros((8, 8), bool)
+  crowd[0:2, 0:2] = True
+  np.testing.assert_array_equal(t["center_weight"], (semantic != 255) & ~crowd)
 
 
 @pytest.mark.parametrize("index", range(6))

@@ -10,6 +10,7 @@ import os
 
 from cityscapesscripts.evaluation import evalPanopticSemanticLabeling as panoptic_api
 from cityscapesscripts.evaluation import evalPixelLevelSemanticLabeling as pixel_api
+from cityscapesscripts.preparation import createPanopticImgs as create_panoptic
 import numpy as np
 from PIL import Image
 import pytest
@@ -21,6 +22,7 @@ from segjax import data, visualize
 from segjax.evaluation import PanopticQuality
 from segjax.evaluation.panoptic_files import PanopticFiles
 from segjax.evaluation.panoptic_quality import VOID
+from segjax.errors import UserError
 
 FORMATS = {"coco_panoptic": coco_panoptic, "cityscapes": cityscapes, "ade20k": ade20k,
            "pascal_voc": pascal_voc, "folder": folder}
@@ -77,6 +79,39 @@ def test_ground_truth_fed_back_scores_one(name, tmp_path):
     assert api["All"]["pq"] == 1.0 and api["All"]["n"] > 0
 
 
+@pytest.mark.parametrize("flaws", [False, True])
+def test_coco_panoptic_api_scores_the_predictions_against_cocos_own_files(flaws, tmp_path):
+  """The panoptic predictions segjax writes, scored against the annotation JSON and PNGs of COCO
+  itself (the fake files in COCO's layout), not against segjax's conversion of them."""
+  config, names = fake_config("coco_panoptic", tmp_path, True)
+  workdir = tmp_path / "run"
+  scores = oracle.score(config, str(workdir), flaws=flaws, class_names=names, official_files=True)
+  with open(tmp_path / "raw" / "annotations" / "panoptic_val2017.json") as f:
+    gt = json.load(f)
+  with open(workdir / "eval" / "1" / "panoptic_pred.json") as f:
+    pred = {a["image_id"]: a for a in json.load(f)["annotations"]}
+  categories = {c["id"]: c for c in gt["categories"]}
+  with contextlib.redirect_stdout(io.StringIO()):
+    stat = panoptic_api.pq_compute_single_core(
+        0, [(a, pred[a["image_id"]]) for a in gt["annotations"]],
+        str(tmp_path / "raw" / "annotations" / "panoptic_val2017"),
+        str(workdir / "eval" / "1" / "panoptic_pred"), categories)
+  api = panoptic_api.average_pq(stat, categories)
+  assert scores["pq"] == pytest.approx(api["All"]["pq"], abs=1e-12)
+  assert scores["pq_things"] == pytest.approx(api["Things"]["pq"], abs=1e-12)
+  assert (scores["pq"] == 1.0) == (not flaws)
+  # The COCO instance files name categories by COCO's own ids, as instances_val2017.json does.
+  with open(workdir / "eval" / "1" / "instances_gt.json") as f:
+    instances = json.load(f)
+  with open(workdir / "eval" / "1" / "instances_results.json") as f:
+    results = json.load(f)
+  coco_things = {c["id"] for c in gt["categories"] if c["isthing"]}
+  assert {c["id"] for c in instances["categories"]} == coco_things and len(coco_things) == 80
+  used = {a["category_id"] for a in instances["annotations"]} | {r["category_id"] for r in results}
+  # Dog, bed and stop sign are COCO ids 18, 65 and 13, but class indices 16, 59 and 11.
+  assert used <= coco_things and {13, 18, 65} <= used and 59 not in used
+
+
 def test_flawed_predictions_rescore_alike_with_the_official_tools(tmp_path):
   """Cityscapes, with crowd regions and ids above 255: the COCO panoptic API on the exported files
   gives segjax's PQ, and cityscapesscripts on the label PNGs gives segjax's mIoU."""
@@ -87,6 +122,24 @@ def test_flawed_predictions_rescore_alike_with_the_official_tools(tmp_path):
   api = _api_pq(str(workdir / "eval" / "1"))
   assert scores["pq"] == pytest.approx(api["All"]["pq"], abs=1e-12)
   assert scores["pq_things"] == pytest.approx(api["Things"]["pq"], abs=1e-12)
+  # Against Cityscapes' own panoptic ground truth, made from its gtFine files by cityscapesscripts.
+  os.makedirs(tmp_path / "official" / "cityscapes_panoptic_val")
+  with contextlib.redirect_stdout(io.StringIO()):
+    create_panoptic.convert2panoptic(str(tmp_path / "raw" / "gtFine"), str(tmp_path / "official"),
+                                     setNames=["val"])
+  with open(tmp_path / "official" / "cityscapes_panoptic_val.json") as f:
+    gt = json.load(f)
+  with open(workdir / "eval" / "1" / "panoptic_pred.json") as f:
+    pred = {a["image_id"]: a for a in json.load(f)["annotations"]}
+  categories = {c["id"]: c for c in gt["categories"]}
+  with contextlib.redirect_stdout(io.StringIO()):
+    stat = panoptic_api.pq_compute_single_core(
+        0, [(a, pred[a["image_id"]]) for a in gt["annotations"]],
+        str(tmp_path / "official" / "cityscapes_panoptic_val"), str(workdir / "eval" / "1" / "panoptic_pred"),
+        categories)
+  official = panoptic_api.average_pq(stat, categories)
+  assert scores["pq"] == pytest.approx(official["All"]["pq"], abs=1e-12)
+  assert scores["pq_stuff"] == pytest.approx(official["Stuff"]["pq"], abs=1e-12)
 
   preds = sorted(glob.glob(str(workdir / "eval" / "1" / "labels" / "*_pred_labelIds.png")))
   truths = [cityscapes.path(str(tmp_path / "raw"), "validation", os.path.basename(p)[:-len("_pred_labelIds.png")],
@@ -120,8 +173,9 @@ CASES = {
     # The same pixels predicted as class 2: crowd of another class excuses nothing.
     "other_crowd_does_not": (_pred((1001, ALL, slice(4, 6)), (2001, ALL, slice(0, 4))),
                              {"tp": [1, 1, 0], "fp": [0, 0, 1]}),
-    # A class-1 segment over the instance and 3 crowd columns: IoU 8/32, crowd pixels are not taken
-    # out of a matched pair's IoU, so no match: a miss, and no false positive (24/32 on own crowd).
+    # A class-1 segment of 20 pixels over the instance (8) and 3 crowd columns (12): IoU 8/20, as
+    # crowd pixels are not taken out of a matched pair's IoU (8/8 if they were), so no match: a
+    # miss, and no false positive (12/20 of it on its own class's crowd).
     "crowd_stays_in_iou": (_pred((1001, ALL, slice(1, 6))), {"tp": [1, 0, 0], "fp": [0, 0, 0]}),
 }
 
@@ -161,3 +215,24 @@ def test_pictures_use_the_dataset_colours(tmp_path):
                                    config.dataset.colormap)
   # image | truth: road, ignored (white) | prediction: bicycle, car, in Cityscapes' own colours.
   assert picture[0, 0, 2:].tolist() == [[128, 64, 128], [255, 255, 255], [119, 11, 32], [0, 0, 142]]
+
+
+def test_an_instance_head_on_a_folder_without_instances_is_refused(tmp_path):
+  folder.write(str(tmp_path / "raw"), instances=False)
+  config = tiny_panoptic_config(str(tmp_path / "tfds"), **{"dataset.name": "folder",
+                                                           "dataset.manual_dir": str(tmp_path / "raw")})
+  with config.unlocked():
+    for key in ("num_classes", "thing_classes", "label_divisor", "label_ids"):
+      config.dataset[key] = None
+  with pytest.raises(UserError, match="Dataset 'folder' has no instance labels; remove config.model.instance_head"):
+    data.resolve(config)
+
+
+def test_an_eval_image_larger_than_eval_size_is_one_sentence(tmp_path):
+  """Images of several sizes: found while reading, and said in one sentence, not a TF traceback."""
+  config, _ = fake_config("folder", tmp_path, False)
+  with config.unlocked():
+    config.input.eval_size = (30, 40)  # a 40x28 validation image is too tall
+  with pytest.raises(UserError, match=r"An image of split 'validation' is larger than "
+                                      r"config.input.eval_size=\(30, 40\); raise it"):
+    list(data.EvalData(config, host_batch=8))

@@ -60,7 +60,7 @@ def test_label_out_of_range_is_named(data_dir):
   config = tiny_config(data_dir, **{"dataset.num_classes": 2})
   with pytest.raises(UserError, match=r"num_classes=2 but dataset .* has 4; leave it unset"):
     data.resolve(config)
-  with pytest.raises(UserError, match=r"Label 3 is out of range for 2 classes"):
+  with pytest.raises(UserError, match=r"Label 3 in the data is out of range for its 2 classes"):
     next(data.train_batches(config, 0, 8))
 
 
@@ -103,7 +103,13 @@ def test_eval_images_without_ids_get_one_id_each(tmp_path, monkeypatch, process,
   if process is not None:  # process 1 of 2 reads examples 3 and 4 of 5, and must number them so
     monkeypatch.setattr(jax, "process_index", lambda: process)
     monkeypatch.setattr(jax, "process_count", lambda: 2)
-    monkeypatch.setattr(parallel, "sync", lambda name: None)
+    monkeypatch.setattr(parallel, "on_process_zero", lambda fn, what: None)  # built above
   config = tiny_panoptic_config(str(tmp_path), **{"dataset.name": "no_id_scenes", "input.eval_size": (16, 16)})
   batch = next(iter(data.EvalData(config, host_batch=8)))
   assert sorted(batch["image_id"][batch["valid"]]) == expected  # not -1 for every image
+
+
+def test_eval_image_larger_than_eval_size_is_one_sentence(data_dir):
+  with pytest.raises(UserError, match=r"An image of split 'validation' is larger than "
+                                      r"config.input.eval_size=\(64, 48\); raise it"):
+    data.EvalData(tiny_config(data_dir, **{"input.eval_size": (64, 48)}), host_batch=8)

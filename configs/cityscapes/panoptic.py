@@ -30,7 +30,6 @@ def get_config(variant=""):
   c.loss.center_weight = 200.0
   c.loss.offset_weight = 0.01
   c.loss.center_sigma = 8.0
-  c.loss.max_instances = 128
   c.postprocess.center_threshold = 0.1
   c.postprocess.nms_kernel = 7
   c.postprocess.top_k = 200

@@ -36,8 +36,7 @@ class Descriptor:
   label_divisor: int = 1000  # panoptic id = class * label_divisor + instance
   colormap: Optional[tuple] = None  # RGB per class; None: a generated palette
   official_ids: Optional[tuple] = None  # the dataset's own label id per class (Cityscapes labelIds)
-  train_split: str = "train"
-  eval_split: str = "validation"
+  image_ids_by_name: bool = False  # its panoptic files name images by file name (Cityscapes), not id
   needs_manual_dir: bool = True  # False: the builder makes its data itself (the built-in scenes)
 
 

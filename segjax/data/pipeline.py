@@ -14,6 +14,7 @@ from segjax.data import augment, dataset, targets
 from segjax.errors import UserError
 
 _AUTOTUNE = tf.data.AUTOTUNE
+_TOO_LARGE = "eval image larger than config.input.eval_size"
 
 
 def _label_keys(config):
@@ -30,21 +31,24 @@ def _builder(config):
   except tfds.core.registered.DatasetNotFoundError as e:
     raise UserError(f"Dataset '{config.dataset.name}' has no tfds builder '{name}' "
                     "(config.dataset.name).") from e
-  if builder.is_prepared():
-    return builder
   manual_dir = config.dataset.manual_dir
-  if descriptor.needs_manual_dir and not manual_dir:
-    raise UserError(f"Dataset '{config.dataset.name}' is not built in {builder.data_dir}; set "
-                    "config.dataset.manual_dir to the folder of its official files to build it there "
-                    f"(layout: segjax/data/datasets/{descriptor.name}.py).")
   download = tfds.download.DownloadConfig(manual_dir=manual_dir)
-  if jax.process_index() == 0:
+
+  def build():
+    if builder.is_prepared():
+      return
+    if descriptor.needs_manual_dir and not manual_dir:
+      raise UserError(f"Dataset '{config.dataset.name}' is not built in {builder.data_dir}; set "
+                      "config.dataset.manual_dir to the folder of its official files to build it "
+                      f"there (layout: segjax/data/datasets/{descriptor.name}.py).")
     builder.download_and_prepare(download_config=download)
-  parallel.sync(f"prepared {name}")
-  if jax.process_index() != 0:
+
+  # Every process takes this path, whatever it finds on its disk, so all meet at the same collective.
+  parallel.on_process_zero(build, f"build dataset '{name}'")
+  if not builder.is_prepared():
     builder = tfds.builder(name, data_dir=config.dataset.data_dir)  # reads what process 0 wrote
-    if not builder.is_prepared():
-      builder.download_and_prepare(download_config=download)
+    if not builder.is_prepared():  # a data_dir of its own: builds its copy
+      build()
   return builder
 
 
@@ -71,14 +75,16 @@ def resolve(config):
   meta = builder.info.metadata or {}
   names = descriptor.class_names or meta.get("class_names")
   things = descriptor.thing_classes if descriptor.thing_classes is not None else meta.get("thing_classes", ())
-  if config.model.instance_head and "instance" not in builder.info.features:
+  if config.model.instance_head and ("instance" not in builder.info.features
+                                     or meta.get("has_instances", True) is False):
     raise UserError(f"Dataset '{config.dataset.name}' has no instance labels; remove "
                     "config.model.instance_head or choose a dataset with instances.")
   config = config.copy_and_resolve_references()
   from_data = {"num_classes": len(names), "thing_classes": tuple(int(c) for c in things),
                "ignore_label": descriptor.ignore_label, "label_divisor": descriptor.label_divisor,
                "label_ids": tuple(descriptor.official_ids or range(len(names))),
-               "colormap": tuple(map(tuple, descriptor.colormap)) if descriptor.colormap else None}
+               "colormap": tuple(map(tuple, descriptor.colormap)) if descriptor.colormap else None,
+               "image_ids_by_name": descriptor.image_ids_by_name}
   with config.unlocked():
     for key, value in from_data.items():
       given = config.dataset[key]
@@ -114,8 +120,9 @@ def _check_labels(batch, num_classes, ignore_label):
   labels = batch["semantic"]
   bad = (labels >= num_classes) & (labels != ignore_label)
   if bad.any():
-    raise UserError(f"Label {int(labels[bad].max())} is out of range for {num_classes} classes "
-                    f"(0..{num_classes - 1}, ignore {ignore_label}); check config.dataset.num_classes.")
+    raise UserError(f"Label {int(labels[bad].max())} in the data is out of range for its {num_classes} "
+                    f"classes (0..{num_classes - 1}, ignore {ignore_label}); rebuild the dataset from "
+                    "correct files (delete it from config.dataset.data_dir).")
   return batch
 
 
@@ -141,7 +148,9 @@ def train_batches(config, start_step, host_batch):
   def epoch(e):
     seed = base_seed + e
     shuffled = records.shuffle(buffer, seed=seed, reshuffle_each_iteration=False).take(size)
-    return shuffled.enumerate().map(lambda i, ex: (tf.stack([seed, i]), ex))
+    # Example i of this process: its own seed on every process, the same on a resume.
+    return shuffled.enumerate().map(
+        lambda i, ex: (tf.stack([seed, i * jax.process_count() + jax.process_index()]), ex))
 
   features = builder.info.features
   inp = config.input
@@ -155,7 +164,7 @@ def train_batches(config, start_step, host_batch):
     if config.model.instance_head:  # targets after the crop, so centres are where the model sees them
       batch.update(targets.center_offset_targets(
           labels[..., 0], labels[..., 1], tuple(config.dataset.thing_classes), config.loss.center_sigma,
-          config.dataset.ignore_label, config.loss.max_instances))
+          config.dataset.ignore_label))
     return batch
 
   ds = tf.data.Dataset.range(start_epoch, 2**62).flat_map(epoch).skip(offset)
@@ -180,6 +189,10 @@ class EvalData:
     self.num_batches = -(-per_host // host_batch)
     features = builder.info.features
     (height, width), ignore = config.input.eval_size, config.dataset.ignore_label
+    self._builder, self._split, self._size = builder, config.dataset.eval_split, config.input.eval_size
+    static = features["image"].shape[:2]  # known for datasets of one image size
+    if None not in static and (static[0] > height or static[1] > width):
+      raise self._too_large()
     keys = _label_keys(config)
     decoders = {k: tfds.decode.SkipDecoding() for k in ("image",) + keys}
     # Where this process's slice starts in the split (tfds gives the first slices one more example).
@@ -189,12 +202,11 @@ class EvalData:
     def prepare(index, example):
       image, labels = _decode(features, example, keys)
       shape = tf.shape(image)
-      tf.debugging.assert_less_equal(
-          shape[:2], tf.constant([height, width]),
-          message=f"An eval image is larger than config.input.eval_size=({height}, {width}); raise it.")
-      image = tf.image.pad_to_bounding_box(image, 0, 0, height, width)
-      labels = tf.pad(labels, [[0, height - shape[0]], [0, width - shape[1]], [0, 0]],
-                      constant_values=ignore)
+      with tf.control_dependencies([tf.debugging.assert_less_equal(shape[:2], tf.constant([height, width]),
+                                                                   message=_TOO_LARGE)]):
+        image = tf.image.pad_to_bounding_box(image, 0, 0, height, width)
+        labels = tf.pad(labels, [[0, height - shape[0]], [0, width - shape[1]], [0, 0]],
+                        constant_values=ignore)
       # The dataset's own id where it has one, else the position in the split: COCO files need
       # one id per image.
       image_id = example["image_id"] if "image_id" in features else first + index
@@ -203,8 +215,9 @@ class EvalData:
       out.update({k: labels[..., i] for i, k in enumerate(keys)})
       return out
 
+    # Decoded anew at each eval: a cache of decoded, padded images would hold tens of GB (COCO val).
     real = builder.as_dataset(split=split, shuffle_files=False, decoders=decoders).enumerate().map(
-        prepare, num_parallel_calls=_AUTOTUNE).cache()
+        prepare, num_parallel_calls=_AUTOTUNE)
     pad = {"image": tf.zeros([height, width, 3], tf.uint8), "valid": False,
            "image_id": tf.constant(-1, tf.int64), "height": 0, "width": 0}
     pad.update({k: tf.fill([height, width], ignore) for k in keys})
@@ -212,11 +225,19 @@ class EvalData:
     ds = ds.map(lambda ex: dict(ex, image=tf.cast(ex["image"], tf.float32) / 255.0))
     self._ds = ds.batch(host_batch).prefetch(2)
     self._num_classes, self._ignore = config.dataset.num_classes, ignore
-    self._builder, self._split = builder, config.dataset.eval_split
+
+  def _too_large(self):
+    return UserError(f"An image of split '{self._split}' is larger than config.input.eval_size="
+                     f"{tuple(self._size)}; raise it to the split's largest image size.")
 
   def __iter__(self):
-    for batch in self._ds.as_numpy_iterator():
-      yield _check_labels(batch, self._num_classes, self._ignore)
+    try:
+      for batch in self._ds.as_numpy_iterator():
+        yield _check_labels(batch, self._num_classes, self._ignore)
+    except tf.errors.InvalidArgumentError as e:
+      if _TOO_LARGE not in str(e):
+        raise
+      raise self._too_large() from e
 
   def file_names(self):
     """{image_id: file name} of the whole eval split, for the official output files."""

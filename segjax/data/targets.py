@@ -7,18 +7,23 @@ of the heatmap, each pixel moved by its offset to the nearest peak) gives back t
 import tensorflow as tf
 
 
-def center_offset_targets(semantic, instance, thing_classes, sigma, ignore_label, max_instances):
-  """semantic, instance: (H, W) int32 maps; instance 0 means "no instance".
+def center_offset_targets(semantic, instance, thing_classes, sigma, ignore_label):
+  """semantic, instance: (H, W) int32 maps; instance 0 means "no instance" (on a thing class: crowd).
 
   Returns center (H, W) float32 in [0, 1], offsets (H, W, 2) float32 in pixels,
-  center_weight (H, W) (0 on padding), offset_weight (H, W) (1 on pixels of thing instances).
+  center_weight (H, W) (0 on padding and crowd, where a centre may or may not be),
+  offset_weight (H, W) (1 on pixels of thing instances).
   """
   h, w = tf.shape(instance)[0], tf.shape(instance)[1]
   yy, xx = tf.meshgrid(tf.range(h, dtype=tf.float32), tf.range(w, dtype=tf.float32), indexing="ij")
   is_thing = tf.reduce_any(semantic[..., None] == tf.constant(thing_classes, tf.int32), axis=-1)
-  ids = tf.where(is_thing & (semantic != ignore_label), instance, 0)
-  ids = tf.minimum(ids, max_instances)
-  n = max_instances + 1
+  labelled = semantic != ignore_label
+  # The instances of this crop numbered 0 (none), 1, 2, ...: datasets' own ids (Cityscapes' 26001)
+  # are far apart, and the number of instances is known only here.
+  raw = tf.reshape(tf.where(is_thing & labelled, instance, 0), [-1])
+  numbers, ids = tf.unique(tf.concat([tf.zeros([1], raw.dtype), raw], axis=0))  # 0 first: stays 0
+  ids = tf.reshape(ids[1:], [h, w])
+  n = tf.size(numbers)
   count = tf.math.unsorted_segment_sum(tf.ones_like(yy), ids, n)
   # Centres are rounded to a pixel, so each heatmap peak is one pixel of value 1.
   cy = tf.round(tf.math.unsorted_segment_sum(yy, ids, n) / tf.maximum(count, 1.0))
@@ -35,6 +40,6 @@ def center_offset_targets(semantic, instance, thing_classes, sigma, ignore_label
   return {
       "center": center,
       "offsets": offsets,
-      "center_weight": tf.cast(semantic != ignore_label, tf.float32),
+      "center_weight": tf.cast(labelled & ~(is_thing & (instance == 0)), tf.float32),
       "offset_weight": tf.cast(has_instance, tf.float32),
   }

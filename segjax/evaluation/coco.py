@@ -24,8 +24,10 @@ def encode_mask(mask):
 class CocoMaskEvaluator:
   """Collects ground-truth and predicted instance masks image by image, then runs COCOeval."""
 
-  def __init__(self, class_names, thing_classes):
-    self.categories = [{"id": int(c), "name": class_names[c]} for c in thing_classes]
+  def __init__(self, class_names, thing_classes, label_ids=None):
+    """label_ids: the dataset's own id of each class (COCO's category ids), used in the files."""
+    self._ids = list(range(len(class_names))) if label_ids is None else [int(i) for i in label_ids]
+    self.categories = [{"id": self._ids[c], "name": class_names[c]} for c in thing_classes]
     self._things = set(int(c) for c in thing_classes)
     self.images, self.annotations, self.results = [], [], []
 
@@ -46,14 +48,14 @@ class CocoMaskEvaluator:
         continue
       rle = encode_mask(mask)
       self.annotations.append({
-          "id": len(self.annotations) + 1, "image_id": image_id, "category_id": category,
+          "id": len(self.annotations) + 1, "image_id": image_id, "category_id": self._ids[category],
           "segmentation": rle, "area": float(mask_utils.area(rle)),
           "bbox": [float(v) for v in mask_utils.toBbox(rle)], "iscrowd": crowd})
     slots = np.asfortranarray(pred["instance_map"])  # masks compared from it are Fortran-ordered: no copy
     for k in np.nonzero(pred["valid"])[0]:
       mask = slots == k + 1
       if mask.any():  # an instance found only in the padding, cut away, is no instance
-        self.results.append({"image_id": image_id, "category_id": int(pred["classes"][k]),
+        self.results.append({"image_id": image_id, "category_id": self._ids[int(pred["classes"][k])],
                              "segmentation": encode_mask(mask), "score": float(pred["scores"][k])})
 
   def write(self, directory):

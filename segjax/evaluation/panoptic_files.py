@@ -57,14 +57,16 @@ class PanopticFiles:
       os.makedirs(os.path.join(directory, f"panoptic_{which}"), exist_ok=True)
 
   def add(self, image_id, file_name, truth, pred):
-    """truth, pred: one image's (H, W) panoptic id maps, cut to its size."""
+    """truth, pred: one image's (H, W) panoptic id maps, cut to its size; image_id: the dataset's
+    own id, an int (COCO) or a name (Cityscapes)."""
     h, w = truth.shape
-    self.images.append({"id": int(image_id), "file_name": file_name, "height": h, "width": w})
+    image_id = image_id if isinstance(image_id, str) else int(image_id)
+    self.images.append({"id": image_id, "file_name": file_name, "height": h, "width": w})
     for which, ids in (("gt", truth), ("pred", pred)):
       rgb, segments = encode_segments(np.asarray(ids, np.int64), self.label_divisor, self.label_ids,
                                       self.things)
       Image.fromarray(rgb).save(os.path.join(self.directory, f"panoptic_{which}", f"{file_name}.png"))
-      self.annotations[which].append({"image_id": int(image_id), "file_name": f"{file_name}.png",
+      self.annotations[which].append({"image_id": image_id, "file_name": f"{file_name}.png",
                                       "segments_info": segments})
 
   def write(self):

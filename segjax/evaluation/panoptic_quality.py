@@ -8,6 +8,8 @@ on void plus crowd of its own class is not a false positive. Crowd of another cl
 """
 import numpy as np
 
+from segjax.errors import UserError
+
 VOID = -1
 
 
@@ -85,7 +87,8 @@ def panoptic_from_labels(semantic, instance, thing_classes, ignore_label, label_
   is_thing = np.isin(semantic, list(thing_classes))
   ids, rank, _ = unique_ids(np.where(is_thing, instance, 0))
   rank = rank.reshape(instance.shape) + (ids[0] != 0)  # id 0 keeps 0, the others count from 1
-  if len(ids) > label_divisor:
-    raise ValueError(f"An image has {len(ids) - 1} instances, more than label_divisor={label_divisor} allows.")
+  if rank.max() >= label_divisor:
+    raise UserError(f"An image has {rank.max()} instances, more than the dataset's label_divisor="
+                    f"{label_divisor} can number.")
   ids = np.where(is_thing, semantic * label_divisor + rank, semantic * label_divisor)
   return np.where(semantic == ignore_label, VOID, ids)

@@ -25,7 +25,7 @@ DESCRIPTOR = dataset.register(dataset.Descriptor(
     name="cityscapes", builder="segjax_cityscapes", class_names=tuple(name for name, _, _ in CLASSES),
     thing_classes=THING_CLASSES, crop_size=(512, 1024), eval_size=(1024, 2048), ignore_label=255,
     label_divisor=1000, colormap=tuple(colour for _, _, colour in CLASSES),
-    official_ids=tuple(label_id for _, label_id, _ in CLASSES)))
+    official_ids=tuple(label_id for _, label_id, _ in CLASSES), image_ids_by_name=True))
 
 # labelId -> train id; the 15 labelIds that are not evaluated (void, caravan, trailer, ...) -> 255.
 _TRAIN_ID = np.full(256, 255, np.uint8)

@@ -73,7 +73,7 @@ DESCRIPTOR = dataset.register(dataset.Descriptor(
     name="coco_panoptic", builder="segjax_coco_panoptic", class_names=CLASS_NAMES,
     thing_classes=tuple(range(len(THINGS))), crop_size=(640, 640), eval_size=(640, 640),  # longer side <= 640
     ignore_label=255, label_divisor=1000, colormap=tuple(colour for _, _, colour in CATEGORIES),
-    official_ids=tuple(i for i, _, _ in CATEGORIES), eval_split="validation"))
+    official_ids=tuple(i for i, _, _ in CATEGORIES)))
 
 _SPLITS = {"train": "train2017", "validation": "val2017"}
 _VOID = 0  # the segment id of unlabelled pixels

@@ -69,6 +69,11 @@ class SegjaxFolder(tfds.core.GeneratorBasedBuilder):
           raise UserError(f"Instance ids in '{instance_path}' must be 0..65535.")
         # Only things have instances; an id on a stuff or ignored pixel means nothing.
         instance = np.where(np.isin(semantic, things), ids, 0).astype(np.uint16)
+        pairs = np.unique(semantic.astype(np.int64)[instance > 0] * 65536 + instance[instance > 0])
+        shared = pairs % 65536
+        if len(np.unique(shared)) < len(shared):
+          raise UserError(f"An instance id in '{instance_path}' covers pixels of two classes; give each "
+                          f"object its own id (ids are per image, not per class).")
       yield stem, {
           "image_id": index,
           "file_name": stem,
