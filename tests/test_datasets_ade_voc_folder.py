@@ -214,7 +214,7 @@ def test_voc_bad_labels(tmp_path):
                  f"Label 21 in '{re.escape(bad)}' is outside the 21 classes")
   Image.open(bad).convert("RGB").save(bad)  # the colours instead of the indices
   _prepare_fails("segjax_pascal_voc", root, tmp_path / "tfds",
-                 f"'{re.escape(bad)}' must be an 8-bit palette PNG")
+                 f"'{re.escape(bad)}' has 3 channels; it must be an 8-bit palette PNG")
 
 
 # A user's folder.

@@ -113,3 +113,16 @@ def test_eval_image_larger_than_eval_size_is_one_sentence(data_dir):
   with pytest.raises(UserError, match=r"An image of split 'validation' is larger than "
                                       r"config.input.eval_size=\(64, 48\); raise it"):
     data.EvalData(tiny_config(data_dir, **{"input.eval_size": (64, 48)}), host_batch=8)
+
+
+def test_sliced_splits_work(data_dir):
+  config = tiny_config(data_dir, **{"dataset.train_split": "train[:25%]", "dataset.eval_split": "validation[50%:]"})
+  eval_data = data.EvalData(config, host_batch=8)
+  ids = np.concatenate([b["image_id"][b["valid"]] for b in eval_data])
+  records = tfds.builder("synthetic_scenes/tiny", data_dir=data_dir).as_dataset(split="validation[50%:]")
+  assert eval_data.num_examples == 10 and sorted(ids) == sorted(int(ex["image_id"]) for ex in records)
+  batches = data.train_batches(config, 0, 4)
+  first_epoch = np.concatenate([next(batches)["image"] for _ in range(3)])  # 12 = train[:25%]
+  assert len({im.tobytes() for im in first_epoch}) == 12
+  with pytest.raises(UserError, match="has no split 'test'"):
+    data.EvalData(tiny_config(data_dir, **{"dataset.eval_split": "test"}), host_batch=8)

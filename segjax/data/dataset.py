@@ -130,3 +130,18 @@ def image_size(path):
     raise UserError(f"Missing image '{path}'.") from e
   except OSError as e:
     raise UserError(f"Cannot read image '{path}' ({e}).") from e
+
+
+def read_label(path, size, what, expected, dtypes=(np.uint8,)):
+  """A single-channel label PNG of its image's `size`, or UserError naming the file and saying that
+  it must be `expected` (e.g. "an 8-bit palette PNG of class indices")."""
+  label = read_png(path, what)
+  if label.ndim != 2:
+    raise UserError(f"'{path}' has {label.shape[-1]} channels; it must be {expected} (single-channel), "
+                    "not a colour picture.")
+  if label.dtype.type not in dtypes:
+    raise UserError(f"'{path}' holds {label.dtype} values; it must be {expected}.")
+  if label.shape != tuple(size):
+    raise UserError(f"'{path}' is {label.shape[1]}x{label.shape[0]} but its image is {size[1]}x{size[0]}; "
+                    "labels must be the size of their image.")
+  return label

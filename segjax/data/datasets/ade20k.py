@@ -101,13 +101,7 @@ def _pairs(root, folder):
 
 
 def _read_label(path, size):
-  raw = dataset.read_png(path, "annotation")
-  if raw.ndim != 2 or raw.dtype != np.uint8:
-    raise UserError(f"Annotation '{path}' must be an 8-bit grayscale PNG of values 0..150, as in "
-                    f"{_FOLDER}, not shape {raw.shape} of {raw.dtype}.")
-  if raw.shape != size:
-    raise UserError(f"Annotation '{path}' is {raw.shape[1]}x{raw.shape[0]} but its image is "
-                    f"{size[1]}x{size[0]}; they must be the same size.")
+  raw = dataset.read_label(path, size, "annotation", f"an 8-bit grayscale PNG of values 0..150, as in {_FOLDER}")
   if raw.max() > len(CLASS_NAMES):
     raise UserError(f"Label {int(raw.max())} in '{path}' is above 150: ADE20K annotations hold 0 "
                     f"(unlabelled) and the classes 1..150.")

@@ -59,12 +59,14 @@ class SegjaxFolder(tfds.core.GeneratorBasedBuilder):
     for index, (stem, image_path, semantic_path, instance_path) in enumerate(examples):
       image = _read_rgb(image_path)
       size = image.shape[:2]
-      semantic = _read_single_channel(semantic_path, "semantic", size, (np.uint8, np.bool_))
+      semantic = dataset.read_label(semantic_path, size, "semantic", "an 8-bit PNG of class indices",
+                                    (np.uint8, np.bool_))
       semantic = dataset.check_semantic(semantic.astype(np.uint8), num_classes, ignore, semantic_path)
       semantic = np.where(semantic == ignore, DESCRIPTOR.ignore_label, semantic).astype(np.uint8)
       instance = np.zeros(size, np.uint16)
       if instance_path:
-        ids = _read_single_channel(instance_path, "instance", size, (np.uint8, np.uint16, np.int32))
+        ids = dataset.read_label(instance_path, size, "instance", "an 8- or 16-bit PNG of object ids",
+                                 (np.uint8, np.uint16, np.int32))
         if ids.min() < 0 or ids.max() > 65535:
           raise UserError(f"Instance ids in '{instance_path}' must be 0..65535.")
         # Only things have instances; an id on a stuff or ignored pixel means nothing.
@@ -154,18 +156,3 @@ def _read_rgb(path):
       return np.asarray(im.convert("RGB"))
   except OSError as e:
     raise UserError(f"Cannot read image '{path}' ({e}).") from e
-
-
-def _read_single_channel(path, what, size, dtypes):
-  array = dataset.read_png(path, what)
-  if array.ndim != 2:
-    raise UserError(f"'{path}' has {array.shape[-1]} channels; a {what} PNG must be single-channel "
-                    f"{'class indices' if what == 'semantic' else 'object ids'} (grayscale or palette), "
-                    f"not a colour picture.")
-  if array.dtype.type not in dtypes:
-    raise UserError(f"'{path}' holds {array.dtype} values; a {what} PNG must be "
-                    f"{'8-bit' if what == 'semantic' else '8- or 16-bit'}.")
-  if array.shape != size:
-    raise UserError(f"'{path}' is {array.shape[1]}x{array.shape[0]} but its image is {size[1]}x{size[0]}; "
-                    f"labels must be the size of their image.")
-  return array

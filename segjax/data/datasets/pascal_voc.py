@@ -100,11 +100,5 @@ def _examples(root, list_name):
 
 def _read_label(path, size):
   # A palette PNG reads as its indices, which are the classes; converted to RGB it would give colours.
-  label = dataset.read_png(path, "label")
-  if label.ndim != 2 or label.dtype != np.uint8:
-    raise UserError(f"Label '{path}' must be an 8-bit palette PNG of class indices as in "
-                    f"SegmentationClass/, not shape {label.shape} of {label.dtype} (converted to RGB?).")
-  if label.shape != size:
-    raise UserError(f"Label '{path}' is {label.shape[1]}x{label.shape[0]} but its image is "
-                    f"{size[1]}x{size[0]}; they must be the same size.")
+  label = dataset.read_label(path, size, "label", "an 8-bit palette PNG of class indices as in SegmentationClass/")
   return dataset.check_semantic(label, len(CLASS_NAMES), DESCRIPTOR.ignore_label, path)
