@@ -139,3 +139,47 @@ def tiny_variant(c):
   c.log_every = 1
   c.num_summary_images = 1
   return c
+
+
+def deeplabv3plus_r50(dataset, output_stride, rates, crop_size, scales):
+  """What every published-recipe config shares: ResNet-50 + DeepLabV3+ in bfloat16 on `dataset`,
+  trained on crops of images scaled by a factor in `scales`."""
+  c = base_config()
+  c.dataset.name = dataset
+  c.model.backbone = "resnet50"
+  c.model.backbone_kwargs.output_stride = output_stride
+  c.model.semantic_head = "deeplabv3plus"
+  c.model.semantic_head_kwargs.rates = rates
+  c.model.dtype = "bfloat16"
+  c.input.crop_size = crop_size
+  c.input.min_scale, c.input.max_scale = scales
+  return c
+
+
+def sgd_poly(c, lr=0.01, weight_decay=5e-4):
+  """mmsegmentation's optimizer: SGD with momentum 0.9 and poly (0.9) decay."""
+  c.optimizer.name, c.optimizer.lr, c.optimizer.momentum = "sgd", lr, 0.9
+  c.optimizer.weight_decay, c.optimizer.schedule = weight_decay, "poly"
+  return c
+
+
+def panoptic_deeplab(c, lr, semantic_top_k, min_stuff_area):
+  """Panoptic-DeepLab's head, losses, post-processing and optimizer (Adam without weight decay, poly
+  after 1000 warm-up steps), as detectron2's projects/Panoptic-DeepLab sets them."""
+  c.model.instance_head = "center_offset"
+  c.model.instance_head_kwargs.hidden = 128
+  c.loss.semantic_top_k, c.loss.center_weight, c.loss.offset_weight = semantic_top_k, 200.0, 0.01
+  c.loss.center_sigma = 8.0
+  c.postprocess.center_threshold, c.postprocess.nms_kernel, c.postprocess.top_k = 0.1, 7, 200
+  c.postprocess.min_stuff_area = min_stuff_area
+  c.optimizer.name, c.optimizer.lr, c.optimizer.weight_decay = "adamw", lr, 0.0
+  c.optimizer.schedule, c.optimizer.warmup_steps = "poly", 1000
+  return c
+
+
+def schedule(c, total_steps, batch_size, eval_batch_size, variant=""):
+  """Steps and batch sizes, ten evals and checkpoints per run; the `tiny` variant if asked."""
+  c.batch_size, c.eval_batch_size, c.total_steps = batch_size, eval_batch_size, total_steps
+  c.log_every = 100
+  c.eval_every = c.checkpoint_every = total_steps // 10
+  return tiny_variant(c) if variant == "tiny" else c

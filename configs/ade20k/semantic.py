@@ -12,27 +12,10 @@ validation image to 1600x1600, the largest one's size.
 python -m segjax.main --config=configs/ade20k/semantic.py --workdir=DIR \
     --config.dataset.manual_dir=/data/ade   # holds ADEChallengeData2016/
 """
-from segjax.config import base_config, tiny_variant
+from segjax.config import deeplabv3plus_r50, schedule, sgd_poly
 
 
 def get_config(variant=""):
-  c = base_config()
-  c.dataset.name = "ade20k"
-  c.model.backbone = "resnet50"
-  c.model.backbone_kwargs.output_stride = 8
-  c.model.semantic_head = "deeplabv3plus"
-  c.model.semantic_head_kwargs.rates = (12, 24, 36)
-  c.model.dtype = "bfloat16"
-  c.input.crop_size = (512, 512)
-  c.input.min_scale, c.input.max_scale = 0.5, 2.0
-  c.optimizer.name = "sgd"
-  c.optimizer.lr = 0.01
-  c.optimizer.momentum = 0.9
-  c.optimizer.weight_decay = 5e-4
-  c.optimizer.schedule = "poly"
-  c.batch_size = 16
-  c.eval_batch_size = 8
-  c.total_steps = 160_000
-  c.log_every = 100
-  c.eval_every = c.checkpoint_every = 16_000
-  return tiny_variant(c) if variant == "tiny" else c
+  c = deeplabv3plus_r50("ade20k", output_stride=8, rates=(12, 24, 36), crop_size=(512, 512),
+                        scales=(0.5, 2.0))
+  return schedule(sgd_poly(c), 160_000, batch_size=16, eval_batch_size=8, variant=variant)

@@ -10,28 +10,11 @@ ResNet, an auxiliary FCN head and photometric distortion, which segjax does not 
 python -m segjax.main --config=configs/cityscapes/semantic.py --workdir=DIR \
     --config.dataset.manual_dir=/data/cityscapes   # holds leftImg8bit/ and gtFine/
 """
-from segjax.config import base_config, tiny_variant
+from segjax.config import deeplabv3plus_r50, schedule, sgd_poly
 
 
 def get_config(variant=""):
-  c = base_config()
-  c.dataset.name = "cityscapes"  # 19 classes, 8 things, 1024x2048 eval: from its descriptor
-  c.model.backbone = "resnet50"
-  c.model.backbone_kwargs.output_stride = 8
-  c.model.semantic_head = "deeplabv3plus"
-  c.model.semantic_head_kwargs.rates = (12, 24, 36)
-  c.model.dtype = "bfloat16"
-  c.input.crop_size = (512, 1024)
-  c.input.min_scale, c.input.max_scale = 0.5, 2.0
-  c.optimizer.name = "sgd"
-  c.optimizer.lr = 0.01
-  c.optimizer.momentum = 0.9
-  c.optimizer.weight_decay = 5e-4
-  c.optimizer.schedule = "poly"
-  c.optimizer.poly_power = 0.9
-  c.batch_size = 8
-  c.eval_batch_size = 8
-  c.total_steps = 80_000
-  c.log_every = 100
-  c.eval_every = c.checkpoint_every = 8000
-  return tiny_variant(c) if variant == "tiny" else c
+  # 19 classes, 8 things, 1024x2048 eval: from the cityscapes descriptor.
+  c = deeplabv3plus_r50("cityscapes", output_stride=8, rates=(12, 24, 36), crop_size=(512, 1024),
+                        scales=(0.5, 2.0))
+  return schedule(sgd_poly(c), 80_000, batch_size=8, eval_batch_size=8, variant=variant)
