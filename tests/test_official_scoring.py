@@ -45,16 +45,19 @@ def fake_config(name, tmp_path, instances):
   return config, names
 
 
-def _api_pq(folder_path):
-  """The COCO panoptic API's PQ (cityscapesscripts' copy of panopticapi) on the written files."""
-  with open(os.path.join(folder_path, "panoptic_gt.json")) as f:
+def _api_pq(folder_path, gt_json=None, gt_folder=None):
+  """The COCO panoptic API's PQ (cityscapesscripts' copy of panopticapi) on the predictions written
+  in folder_path, against the ground truth written beside them or against `gt_json`/`gt_folder`."""
+  gt_json = gt_json or os.path.join(folder_path, "panoptic_gt.json")
+  gt_folder = gt_folder or os.path.join(folder_path, "panoptic_gt")
+  with open(gt_json) as f:
     gt = json.load(f)
   with open(os.path.join(folder_path, "panoptic_pred.json")) as f:
     pred = {a["image_id"]: a for a in json.load(f)["annotations"]}
   categories = {c["id"]: c for c in gt["categories"]}
   pairs = [(a, pred[a["image_id"]]) for a in gt["annotations"]]
   with contextlib.redirect_stdout(io.StringIO()):
-    stat = panoptic_api.pq_compute_single_core(0, pairs, os.path.join(folder_path, "panoptic_gt"),
+    stat = panoptic_api.pq_compute_single_core(0, pairs, str(gt_folder),
                                                os.path.join(folder_path, "panoptic_pred"), categories)
   return panoptic_api.average_pq(stat, categories)
 
@@ -86,17 +89,10 @@ def test_coco_panoptic_api_scores_the_predictions_against_cocos_own_files(flaws,
   config, names = fake_config("coco_panoptic", tmp_path, True)
   workdir = tmp_path / "run"
   scores = oracle.score(config, str(workdir), flaws=flaws, class_names=names, official_files=True)
-  with open(tmp_path / "raw" / "annotations" / "panoptic_val2017.json") as f:
+  gt_json = tmp_path / "raw" / "annotations" / "panoptic_val2017.json"
+  api = _api_pq(str(workdir / "eval" / "1"), gt_json, tmp_path / "raw" / "annotations" / "panoptic_val2017")
+  with open(gt_json) as f:
     gt = json.load(f)
-  with open(workdir / "eval" / "1" / "panoptic_pred.json") as f:
-    pred = {a["image_id"]: a for a in json.load(f)["annotations"]}
-  categories = {c["id"]: c for c in gt["categories"]}
-  with contextlib.redirect_stdout(io.StringIO()):
-    stat = panoptic_api.pq_compute_single_core(
-        0, [(a, pred[a["image_id"]]) for a in gt["annotations"]],
-        str(tmp_path / "raw" / "annotations" / "panoptic_val2017"),
-        str(workdir / "eval" / "1" / "panoptic_pred"), categories)
-  api = panoptic_api.average_pq(stat, categories)
   assert scores["pq"] == pytest.approx(api["All"]["pq"], abs=1e-12)
   assert scores["pq_things"] == pytest.approx(api["Things"]["pq"], abs=1e-12)
   assert (scores["pq"] == 1.0) == (not flaws)
@@ -127,17 +123,8 @@ def test_flawed_predictions_rescore_alike_with_the_official_tools(tmp_path):
   with contextlib.redirect_stdout(io.StringIO()):
     create_panoptic.convert2panoptic(str(tmp_path / "raw" / "gtFine"), str(tmp_path / "official"),
                                      setNames=["val"])
-  with open(tmp_path / "official" / "cityscapes_panoptic_val.json") as f:
-    gt = json.load(f)
-  with open(workdir / "eval" / "1" / "panoptic_pred.json") as f:
-    pred = {a["image_id"]: a for a in json.load(f)["annotations"]}
-  categories = {c["id"]: c for c in gt["categories"]}
-  with contextlib.redirect_stdout(io.StringIO()):
-    stat = panoptic_api.pq_compute_single_core(
-        0, [(a, pred[a["image_id"]]) for a in gt["annotations"]],
-        str(tmp_path / "official" / "cityscapes_panoptic_val"), str(workdir / "eval" / "1" / "panoptic_pred"),
-        categories)
-  official = panoptic_api.average_pq(stat, categories)
+  official = _api_pq(str(workdir / "eval" / "1"), tmp_path / "official" / "cityscapes_panoptic_val.json",
+                     tmp_path / "official" / "cityscapes_panoptic_val")
   assert scores["pq"] == pytest.approx(official["All"]["pq"], abs=1e-12)
   assert scores["pq_stuff"] == pytest.approx(official["Stuff"]["pq"], abs=1e-12)
 
