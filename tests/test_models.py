@@ -5,9 +5,10 @@ import sys
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import pytest
 
-from segjax.models import build_segmenter, resnet18, resnet50, SeedNet
+from segjax.models import build_segmenter, convnext_tiny, resnet18, resnet50, SeedNet
 
 
 def _shapes(module, x):
@@ -59,3 +60,40 @@ def test_models_and_train_step_import_without_tensorflow():
           "bad = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'tensorflow_datasets')]; "
           "assert not bad, bad")
   subprocess.run([sys.executable, "-c", code], check=True)
+
+
+_BACKBONES = {"seed": {"widths": (4, 8, 8, 16, 16), "depths": (1, 1, 1), "features": 16},
+              "resnet18": {"width": 8, "output_stride": 16},
+              "resnet50": {"width": 4, "output_stride": 8},
+              "convnext_tiny": {"depths": (1, 1, 1, 1), "dims": (8, 16, 16, 16)}}
+
+
+@pytest.mark.parametrize("backbone", sorted(_BACKBONES))
+def test_every_head_works_on_every_backbone(backbone):
+  """An odd-sized image through each semantic head and the instance head, at full resolution."""
+  for head, kwargs in (("seed", {"hidden": 8, "refine": 4}), ("deeplabv3plus", {"aspp_features": 8,
+                        "decoder_features": 8, "low_features": 4})):
+    cfg = ml_collections.ConfigDict(dict(backbone=backbone, backbone_kwargs=_BACKBONES[backbone],
+                                         semantic_head=head, semantic_head_kwargs=kwargs, dtype="float32",
+                                         instance_head="center_offset",
+                                         instance_head_kwargs={"hidden": 8, "branch": 4}))
+    model = build_segmenter(cfg, num_classes=3)
+    out = jax.eval_shape(lambda m=model: m.init_with_output(
+        jax.random.key(0), jnp.zeros((2, 50, 75, 3)), train=False)[0])
+    assert out["semantic_logits"].shape == (2, 50, 75, 3), (backbone, head)
+    assert out["center"].shape == (2, 50, 75) and out["offsets"].shape == (2, 50, 75, 2)
+
+
+def test_convnext_stochastic_depth_acts_in_training_only():
+  model = convnext_tiny(depths=(1, 1, 1, 1), dims=(8, 8, 8, 8), drop_path_rate=0.9)
+  x = jnp.linspace(0, 1, 4 * 32 * 32 * 3).reshape(4, 32, 32, 3)
+  shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), x, train=False))
+  rng = np.random.default_rng(0)  # layer scales well above their 1e-6 start; no init to compile
+  variables = jax.tree.map(lambda s: rng.uniform(0.2, 0.8, s.shape).astype(np.float32), shapes)
+  plain = convnext_tiny(depths=(1, 1, 1, 1), dims=(8, 8, 8, 8))
+  run = jax.jit(lambda m, train, seed=0: m.apply(variables, x, train=train, rngs={"dropout": jax.random.key(seed)})["out"],
+                static_argnums=(0, 1))
+  np.testing.assert_array_equal(run(model, False), run(plain, False))
+  np.testing.assert_array_equal(run(model, True, 1), run(model, True, 1))
+  assert not np.allclose(run(model, True, 1), run(model, True, 2))
+  assert not np.allclose(run(model, True, 1), run(plain, True))
