@@ -35,6 +35,7 @@ setup(
         "pycocotools>=2.0.7,<3",
         "matplotlib>=3.8,<4",
         "pillow>=10,<14",
+        "safetensors>=0.4,<1",  # weights files; PyTorch only to read a .pth, never a dependency
     ],
     # cityscapesscripts is the oracle: its pixel-level and COCO panoptic evaluators rescore segjax's files.
     extras_require={"test": ["pytest>=8,<10", "cityscapesscripts>=2.2,<3"]},

@@ -1,0 +1,137 @@
+"""Weights files: Flax variables as `.safetensors` or `.npz`, what segjax.convert writes and
+`config.model.init_from` loads into a run.
+
+Arrays only, keyed by their Flax path (`params/backbone/stem/conv/kernel`): loading runs no code
+from the file (no pickle) and needs no PyTorch. Arrays are matched by module path and name, not by
+collection, so one file loads into a BatchNorm (scale in `params`) or a FrozenBatchNorm (scale in
+`batch_stats`).
+"""
+import json
+import os
+
+from absl import logging
+from flax import traverse_util
+import jax
+import numpy as np
+
+from segjax.errors import UserError
+
+FORMAT = "segjax-weights-1"
+EXTENSIONS = (".safetensors", ".npz")
+_META = "__metadata__"  # the .npz entry holding the metadata as a JSON string
+
+
+def check_extension(path, what):
+  if not path.endswith(EXTENSIONS):
+    raise UserError(f"{what} '{path}' must end in .safetensors or .npz.")
+
+
+def save(path, variables, metadata):
+  """Writes nested `variables` to `path` whole or not at all (a temporary file, then a rename)."""
+  check_extension(path, "The weights file")
+  flat = {"/".join(k): np.ascontiguousarray(v) for k, v in traverse_util.flatten_dict(variables).items()}
+  metadata = {"format": FORMAT, **{k: str(v) for k, v in metadata.items()}}
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  tmp = f"{path}.tmp{os.getpid()}"
+  try:
+    if path.endswith(".safetensors"):
+      from safetensors.numpy import save_file  # pylint: disable=g-import-not-at-top
+      save_file(flat, tmp, metadata=metadata)
+    else:
+      with open(tmp, "wb") as f:
+        np.savez(f, **flat, **{_META: np.array(json.dumps(metadata))})
+    os.replace(tmp, path)
+  finally:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+
+
+def load(path, what="Weights file"):
+  """({"params/backbone/...": array}, metadata) of a file that `save` wrote."""
+  path = os.path.expanduser(path)
+  check_extension(path, what)
+  if not os.path.isfile(path):
+    raise UserError(f"{what} '{path}' does not exist.")
+  try:
+    if path.endswith(".safetensors"):
+      from safetensors import safe_open  # pylint: disable=g-import-not-at-top
+      with safe_open(path, framework="numpy") as f:
+        metadata = f.metadata() or {}
+        flat = {k: f.get_tensor(k) for k in f.keys()}
+    else:
+      with np.load(path, allow_pickle=False) as f:
+        flat = {k: f[k] for k in f.files}
+      metadata = json.loads(str(flat.pop(_META))) if _META in flat else {}
+  except Exception as e:  # pylint: disable=broad-except  (each reader raises its own types)
+    raise UserError(f"Cannot read {what.lower()} '{path}' ({type(e).__name__}: "
+                    f"{str(e).splitlines()[0][:160] if str(e) else 'no detail'}); it is damaged or "
+                    "truncated: write it again with python -m segjax.convert.") from e
+  if metadata.get("format") != FORMAT:
+    raise UserError(f"{what} '{path}' was not written by segjax (no '{FORMAT}' format tag); "
+                    "convert PyTorch weights with python -m segjax.convert first.")
+  return flat, metadata
+
+
+def load_parts(variables, path, parts, arch=None, what="config.model.init_from.path"):
+  """The arrays of `path` for every variable of `variables` (nested, any collections) below the
+  top-level modules `parts`: {(collection, module, ..., name): array}.
+
+  Each such variable must be in the file with its shape, and the file may hold nothing else below
+  those modules (a sign of another architecture); it may hold other modules (an ImageNet classifier).
+  A file converted for another backbone than `arch` is named as such.
+  """
+  flat, metadata = load(path, f"{what} file")
+  if arch and "backbone" in parts and metadata.get("arch", arch) != arch:
+    raise UserError(f"{what} '{path}' holds {metadata['arch']} weights but config.model.backbone is "
+                    f"{arch}; convert weights for it.")
+  by_path = {k.split("/", 1)[1]: v for k, v in flat.items() if "/" in k}
+  wanted = {k: v for k, v in traverse_util.flatten_dict(variables).items() if k[1] in parts}
+  modules = sorted({k[1] for k in traverse_util.flatten_dict(variables)})
+  for part in parts:
+    if part not in modules:
+      raise UserError(f"config.model.init_from.parts names '{part}', which this model does not have; "
+                      f"choose from {', '.join(modules)}.")
+  missing = [k for k in wanted if "/".join(k[1:]) not in by_path]
+  made = " ".join(f"{metadata[k]}{end}" for k, end in (("source", "'s"), ("arch", "")) if k in metadata)
+  source = f"'{path}'" + (f" ({made})" if made else "")
+  if missing:
+    raise UserError(f"{source} lacks {'/'.join(missing[0][1:])}" +
+                    (f" and {len(missing) - 1} more variables" if len(missing) > 1 else "") +
+                    " of this model; convert weights of the architecture config.model names.")
+  extra = sorted(set(k for k in by_path if k.split("/")[0] in parts) -
+                 {"/".join(k[1:]) for k in wanted})
+  if extra:
+    raise UserError(f"{source} has {extra[0]}" + (f" and {len(extra) - 1} more" if len(extra) > 1 else "") +
+                    " that this model does not; convert weights of the architecture config.model names.")
+  loaded = {}
+  for key, like in wanted.items():
+    array = by_path["/".join(key[1:])]
+    if tuple(array.shape) != tuple(like.shape):
+      raise UserError(f"{source} holds {'/'.join(key[1:])} with shape {tuple(array.shape)} where this "
+                      f"model needs {tuple(like.shape)}; convert weights of the architecture "
+                      "config.model names.")
+    loaded[key] = array.astype(like.dtype)
+  return loaded, metadata
+
+
+def check_init_from(model_config):
+  """UserError saying how to make the file when `model_config.init_from.path` does not exist."""
+  path = model_config.init_from.path
+  if not os.path.exists(os.path.expanduser(path)):
+    raise UserError(
+        f"config.model.init_from.path '{path}' does not exist. Convert the checkpoint the config's "
+        f"docstring names with python -m segjax.convert --arch={model_config.backbone} --in=CHECKPOINT "
+        f"--out={path}, or pass --config.model.init_from.path= to start from random weights.")
+
+
+def init_from(variables, model_config):
+  """`variables` (global arrays) with `model_config.init_from`'s in place of the initial ones, each
+  placed as the one it replaces (every process reads the file)."""
+  spec = model_config.init_from
+  loaded, meta = load_parts(variables, spec.path, tuple(spec.parts), model_config.backbone)
+  flat = traverse_util.flatten_dict(variables, keep_empty_nodes=True)
+  for key, array in loaded.items():
+    flat[key] = jax.make_array_from_callback(flat[key].shape, flat[key].sharding, lambda i, a=array: a[i])
+  logging.info("Starting %s from %s (%s from %s, converted from %s).", " and ".join(spec.parts),
+               spec.path, meta.get("arch"), meta.get("source"), meta.get("converted_from"))
+  return traverse_util.unflatten_dict(flat)

@@ -1,0 +1,165 @@
+"""segjax.convert: converted ResNets and ConvNeXts compute what torchvision's and timm's computed
+(against tests/fixtures/backbone_parity.npz, made by the script beside it), and every bad input is
+one sentence. Without torch: the weights are drawn again from their seed."""
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+from flax import traverse_util
+import numpy as np
+import pytest
+from safetensors.numpy import save_file
+
+import parity
+from segjax import convert, weights
+from segjax.errors import UserError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FIXTURE = np.load(os.path.join(ROOT, "tests", "fixtures", parity.FIXTURE))
+ENTRIES = [(s, a, f"{s}/{a}", 32, parity.SIZES) for s, a in parity.MODELS] + [
+    ("torchvision", "resnet50", f"torchvision/resnet50/os{os_}", os_, [parity.DILATED_SIZE])
+    for os_ in parity.DILATED] + [(*parity.SMALL, "/".join(parity.SMALL), 32, [parity.DILATED_SIZE])]
+
+
+def _state(name):
+  """The PyTorch-format weights the fixture was made with, drawn again without torch."""
+  state = parity.state_dict(json.loads(str(FIXTURE[f"{name}/keys"])))
+  assert parity.checksum(state) == pytest.approx(float(FIXTURE[f"{name}/checksum"]), rel=1e-12), \
+      "NumPy draws other numbers from the seed than when the fixture was made: remake it"
+  return state
+
+
+def _checkpoint(tmp_path, name, edit=None):
+  """The fixture's weights in a real torch-named .safetensors file, as timm and Hugging Face ship them."""
+  state = _state(name)
+  if edit:
+    edit(state)
+  path = str(tmp_path / "checkpoint.safetensors")
+  save_file(state, path)
+  return path
+
+
+def _variables(path):
+  flat, _ = weights.load(path)
+  return traverse_util.unflatten_dict({tuple(k.split("/")): v for k, v in flat.items()})
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("source,arch,name,output_stride,sizes", ENTRIES, ids=[e[2] for e in ENTRIES])
+def test_converted_model_computes_what_pytorch_computed(tmp_path, source, arch, name, output_stride, sizes):
+  out = str(tmp_path / ("weights.npz" if "convnext" in arch else "weights.safetensors"))
+  convert.convert_file(_checkpoint(tmp_path, name), out, arch, source)
+  variables = _variables(out)
+  errors = {}
+  for size in sizes:
+    ours = parity.segjax_outputs(variables, arch, parity.image(size), output_stride)
+    for key in parity.outputs(arch):
+      ref = FIXTURE[f"{name}/{size[0]}x{size[1]}/{key}"]
+      errors[f"{size[0]}x{size[1]}/{key}"] = parity.relative_error(parity.sample(ours[key]), ref)
+  print(name, json.dumps({k: f"{v:.1e}" for k, v in errors.items()}))
+  assert max(errors.values()) < 1e-4, errors
+
+
+def test_cli_writes_backbone_and_classifier_with_what_it_was_made_from(tmp_path):
+  checkpoint, out = _checkpoint(tmp_path, "torchvision/resnet50"), str(tmp_path / "r50.safetensors")
+  result = subprocess.run([sys.executable, "-m", "segjax.convert", "--arch=resnet50", "--source=torchvision",
+                           f"--in={checkpoint}", f"--out={out}"], capture_output=True, text=True,
+                          timeout=300, cwd=ROOT, env=dict(os.environ, JAX_PLATFORMS="cpu"))
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert "torchvision's resnet50, backbone and classifier, 25,610,152 numbers" in result.stdout
+  flat, meta = weights.load(out)
+  assert meta == {"format": weights.FORMAT, "arch": "resnet50", "source": "torchvision",
+                  "converted_from": "checkpoint.safetensors"}
+  state = _state("torchvision/resnet50")  # transposed to Flax's layouts, every number kept
+  np.testing.assert_array_equal(flat["params/backbone/stage2/block3/conv2/conv/kernel"],
+                                state["layer2.2.conv2.weight"].transpose(2, 3, 1, 0))
+  np.testing.assert_array_equal(flat["batch_stats/backbone/stem/bn/var"], state["bn1.running_var"])
+  np.testing.assert_array_equal(flat["params/classifier/fc/kernel"], state["fc.weight"].T)
+
+
+def test_a_backbone_only_checkpoint_converts_without_classifier():
+  # timm's num_classes=0 keeps the head's LayerNorm; without its linear layer the head is left out.
+  state = {k: v for k, v in _state("timm/convnext_tiny").items() if not k.startswith("head.fc")}
+  assert list(convert.convert(state, "convnext_tiny", "timm")["params"]) == ["backbone"]
+  state = {k: v for k, v in _state("torchvision/resnet50").items() if not k.startswith("fc.")}
+  assert sorted(convert.convert(state, "resnet50", "torchvision")["params"]) == ["backbone"]
+
+
+def _error(tmp_path, checkpoint, arch, source="torchvision"):
+  """The sentence convert_file raises; it writes nothing."""
+  out = tmp_path / "out.safetensors"
+  with pytest.raises(UserError) as e:
+    convert.convert_file(str(checkpoint), str(out), arch, source)
+  assert not out.exists()
+  return str(e.value)
+
+
+def test_wrong_architecture_is_named_with_the_one_that_fits(tmp_path):
+  checkpoint = _checkpoint(tmp_path, "torchvision/resnet101")
+  assert _error(tmp_path, checkpoint, "resnet50") == (
+      f"'{checkpoint}' is not torchvision's resnet50: it has 'layer3.6.bn1.bias' and 254 more tensors "
+      "that resnet50 does not; it looks like torchvision's resnet101: pass --arch=resnet101 "
+      "--source=torchvision.")
+  checkpoint = _checkpoint(tmp_path, "timm/convnext_tiny")
+  assert _error(tmp_path, checkpoint, "convnext_tiny") == (
+      f"'{checkpoint}' is not torchvision's convnext_tiny: it lacks 'features.0.0.bias' and 177 more "
+      "tensors and has 'head.fc.bias' and 181 more tensors that convnext_tiny does not; it looks like "
+      "timm's convnext_tiny: pass --arch=convnext_tiny --source=timm.")
+
+
+def test_mismatched_shape_is_named(tmp_path):
+  def narrow(state):
+    state["layer1.0.conv2.weight"] = state["layer1.0.conv2.weight"][:, :32]
+  checkpoint = _checkpoint(tmp_path, "torchvision/resnet50", narrow)
+  assert _error(tmp_path, checkpoint, "resnet50") == (
+      f"'layer1.0.conv2.weight' in '{checkpoint}' has shape (64, 32, 3, 3) where torchvision's "
+      "resnet50 has (64, 64, 3, 3); check --arch.")
+
+
+def test_truncated_checkpoint_is_one_line_from_the_cli(tmp_path):
+  checkpoint = _checkpoint(tmp_path, "torchvision/resnet50")
+  with open(checkpoint, "r+b") as f:
+    f.truncate(os.path.getsize(checkpoint) // 2)
+  out = tmp_path / "out.safetensors"
+  result = subprocess.run([sys.executable, "-m", "segjax.convert", "--arch=resnet50", f"--in={checkpoint}",
+                           f"--out={out}"], capture_output=True, text=True, timeout=300, cwd=ROOT,
+                          env=dict(os.environ, JAX_PLATFORMS="cpu"))
+  assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+  (line,) = result.stderr.strip().splitlines()
+  assert line.startswith(f"segjax.convert: error: Cannot read '{checkpoint}' as a PyTorch checkpoint (")
+  assert line.endswith("it is truncated or not a checkpoint: download it again.")
+  assert not out.exists() and not list(tmp_path.glob("out.safetensors.tmp*"))  # nothing half-written
+
+
+def test_unknown_architecture_missing_file_and_bad_output_are_named(tmp_path):
+  checkpoint = _checkpoint(tmp_path, "torchvision/resnet50")
+  assert _error(tmp_path, checkpoint, "resnet51").startswith(
+      "Unknown --arch 'resnet51': choose one of resnet18, resnet34, resnet50")
+  assert _error(tmp_path, tmp_path / "nope.pth", "resnet50") == (
+      f"Checkpoint '{tmp_path}/nope.pth' does not exist.")
+  with pytest.raises(UserError, match=r"--out 'w.pt' must end in .safetensors or .npz"):
+    convert.convert_file(checkpoint, "w.pt", "resnet50", "torchvision")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torch") is not None,
+                    reason="PyTorch is installed here, so a .pth can be read")
+def test_pth_without_torch_says_what_to_install(tmp_path):
+  path = tmp_path / "resnet50.pth"
+  path.write_bytes(b"PK")
+  assert _error(tmp_path, path, "resnet50") == (
+      f"Reading '{path}' needs PyTorch (pip install torch), or convert from the "
+      ".safetensors file of the same weights, which does not.")
+
+
+def test_damaged_weights_file_is_named(tmp_path):
+  path = str(tmp_path / "w.npz")
+  weights.save(path, {"params": {"backbone": {"x": np.ones(3, np.float32)}}}, {"arch": "resnet50"})
+  with open(path, "r+b") as f:
+    f.truncate(os.path.getsize(path) - 20)
+  with pytest.raises(UserError, match=r"Cannot read weights file '.*w.npz' \(.*\); it is damaged or truncated"):
+    weights.load(path)
+  np.savez(path, x=np.ones(3))
+  with pytest.raises(UserError, match=r"was not written by segjax"):
+    weights.load(path)
