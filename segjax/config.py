@@ -47,6 +47,9 @@ def base_config():
       instance_head="",  # "" for semantic only, or center_offset
       instance_head_kwargs=ml_collections.ConfigDict(),
       dtype="float32",  # compute dtype; parameters, loss and metrics stay float32
+      # Weights to start from (python -m segjax.convert writes them), loaded after init into the
+      # top-level modules `parts`; a run resuming from its checkpoint ignores them.
+      init_from=ml_collections.ConfigDict(dict(path=config_dict.placeholder(str), parts=("backbone",))),
   ))
   c.loss = ml_collections.ConfigDict(dict(
       semantic_weight=1.0,
@@ -70,6 +73,7 @@ def base_config():
       warmup_steps=0,
       poly_power=0.9,
       grad_clip_norm=0.0,  # 0 disables clipping
+      backbone_lr_multiplier=1.0,  # the backbone's updates scaled by this (0 keeps it as loaded)
   ))
   c.benchmark = ml_collections.ConfigDict(dict(  # python -m segjax.benchmark only
       image_size=512,
@@ -130,6 +134,7 @@ def tiny_variant(c):
     c.postprocess.nms_kernel = 3
     c.postprocess.min_stuff_area = 4
   c.model.dtype = "float32"
+  c.model.init_from.path = None  # a few channels wide: no pretrained weights fit
   height, width = c.input.crop_size or (32, 32)
   c.input.crop_size = (32, 32 * width // height)  # the recipe's aspect ratio
   c.input.eval_size = (64, 64)
@@ -141,12 +146,19 @@ def tiny_variant(c):
   return c
 
 
+# torchvision's ResNet50_Weights.IMAGENET1K_V1 (76.13% top-1), converted:
+#   wget https://download.pytorch.org/models/resnet50-0676ba61.pth
+#   python -m segjax.convert --arch=resnet50 --in=resnet50-0676ba61.pth --out=RESNET50_IMAGENET
+RESNET50_IMAGENET = "~/.cache/segjax/resnet50_imagenet1k_v1.safetensors"
+
+
 def deeplabv3plus_r50(dataset, output_stride, rates, crop_size, scales):
-  """What every published-recipe config shares: ResNet-50 + DeepLabV3+ in bfloat16 on `dataset`,
-  trained on crops of images scaled by a factor in `scales`."""
+  """What every published-recipe config shares: ResNet-50 from ImageNet weights (RESNET50_IMAGENET)
+  + DeepLabV3+ in bfloat16 on `dataset`, trained on crops of images scaled by a factor in `scales`."""
   c = base_config()
   c.dataset.name = dataset
   c.model.backbone = "resnet50"
+  c.model.init_from.path = RESNET50_IMAGENET
   c.model.backbone_kwargs.output_stride = output_stride
   c.model.semantic_head = "deeplabv3plus"
   c.model.semantic_head_kwargs.rates = rates

@@ -36,7 +36,8 @@ def load_run(workdir):
     raise UserError(f"No config.json in '{workdir}'; pass the --workdir of a segjax.main run.")
   with open(config_path) as f:
     config = ml_collections.ConfigDict(json.load(f))
-  if not isinstance(config.input.crop_size, (list, tuple)) or config.dataset.get("label_divisor") is None:
+  if (not isinstance(config.input.crop_size, (list, tuple)) or config.dataset.get("label_divisor") is None
+      or "init_from" not in config.model):
     raise UserError(f"'{workdir}' was trained by an older segjax (its config.json has no dataset "
                     "descriptor values); train it again with this version.")
   ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), config.keep_checkpoints)

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import optax
 
 from segjax import config as config_lib
-from segjax import losses, parallel, postprocess
+from segjax import losses, parallel, postprocess, weights
 from segjax.evaluator import evaluate
 from segjax.checkpoint import Checkpointer
 from segjax.curves import plot_curves
@@ -67,6 +67,9 @@ def make_optimizer(config):
     raise UserError(f"Unknown optimizer '{opt.name}': choose adamw or sgd (config.optimizer.name).")
   if opt.grad_clip_norm:
     tx = optax.chain(optax.clip_by_global_norm(opt.grad_clip_norm), tx)
+  if opt.backbone_lr_multiplier != 1.0:  # as a lower rate for the backbone's parameter group
+    backbone = lambda params: {name: name == "backbone" for name in params}
+    tx = optax.chain(tx, optax.masked(optax.scale(opt.backbone_lr_multiplier), backbone))
   return tx, schedule
 
 
@@ -77,12 +80,14 @@ def create_train_state(model, tx, rng, image_size):
                     batch_stats=variables.get("batch_stats", {}), opt_state=tx.init(variables["params"]))
 
 
-def train_step(state, batch, *, model, tx, schedule, loss_config, ignore_label):
-  """One optimisation step on a global batch; BatchNorm statistics are over the whole batch."""
+def train_step(state, batch, *, model, tx, schedule, loss_config, ignore_label, seed=0):
+  """One optimisation step on a global batch; BatchNorm statistics are over the whole batch.
+  Stochastic depth draws from the seed and the step, so a resumed run draws what a straight one does."""
 
   def loss_fn(params):
     outputs, updates = model.apply({"params": params, "batch_stats": state.batch_stats},
-                                   batch["image"], train=True, mutable=["batch_stats"])
+                                   batch["image"], train=True, mutable=["batch_stats"],
+                                   rngs={"dropout": jax.random.fold_in(jax.random.key(seed), state.step)})
     loss, parts = losses.segmentation_loss(outputs, batch, loss_config, ignore_label)
     return loss, (parts, updates["batch_stats"], outputs)
 
@@ -138,7 +143,7 @@ def compile_steps(model, tx, schedule, config, mesh):
   ds = config.dataset
   train = jax.jit(
       functools.partial(train_step, model=model, tx=tx, schedule=schedule, loss_config=config.loss,
-                        ignore_label=ds.ignore_label),
+                        ignore_label=ds.ignore_label, seed=config.seed),
       in_shardings=(rep, split), out_shardings=(rep, rep), donate_argnums=0)
   # Outputs keep the batch split; the confusion matrix, a sum over it, comes out replicated.
   eval_fn = jax.jit(functools.partial(eval_step, model=model, config=config), in_shardings=(rep, split))
@@ -177,25 +182,36 @@ def _check_writable(workdir):
 
 def train_and_evaluate(config, workdir):
   """Trains and evaluates per `config`, resuming from the latest checkpoint in `workdir`."""
-  from segjax import data  # pylint: disable=g-import-not-at-top  (TensorFlow stays out of the steps)
-
   config_lib.validate(config)
   _check_writable(workdir)
   mesh = parallel.make_mesh()
   parallel.check_batch_size(config.batch_size, mesh)
   parallel.check_batch_size(config.eval_batch_size, mesh, "config.eval_batch_size")
+  ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), config.keep_checkpoints)
+  try:
+    return _train(config, workdir, mesh, ckpt)
+  finally:  # an in-flight async save completes even when the run stops on an error
+    ckpt.close()
+
+
+def _train(config, workdir, mesh, ckpt):
+  from segjax import data  # pylint: disable=g-import-not-at-top  (TensorFlow stays out of the steps)
+
+  latest = ckpt.latest_step()
+  if latest is None and config.model.init_from.path:
+    weights.check_init_from(config.model)  # a missing file stops the run before any work
   config, class_names = data.resolve(config)  # everything that follows from the data
   _, train_fn, eval_fn, state = setup(config, mesh)
-  ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), config.keep_checkpoints)
-  latest = ckpt.latest_step()
-  if latest is not None:
+  if latest is not None:  # the checkpoint wins: a resumed run never reads init_from
     state, _ = ckpt.restore(latest, state)
     logging.info("Resuming from the checkpoint at step %d in %s.", latest, ckpt.directory)
+  elif config.model.init_from.path:
+    state = state.replace(**weights.init_from({"params": state.params, "batch_stats": state.batch_stats},
+                                              config.model))
   start = int(state.step)
   if start >= config.total_steps:  # its config.json stays the one it was trained with
     logging.info("Run already finished: step %d >= total_steps %d; nothing to train.", start,
                  config.total_steps)
-    ckpt.close()
     return state
   if jax.process_index() == 0:  # only now: a failed restore leaves the run's files as they were
     with open(os.path.join(workdir, "config.json"), "w") as f:
@@ -230,8 +246,7 @@ def train_and_evaluate(config, workdir):
                  official_files=last)
       if step % config.checkpoint_every == 0 or last:
         ckpt.save(step, state, {"step": step, "config": json.loads(config.to_json_best_effort())})
-  finally:  # an in-flight async save completes even when the run stops on an error
-    ckpt.close()
+  finally:
     writer.close()
   if jax.process_index() == 0:
     plot_curves(workdir)
