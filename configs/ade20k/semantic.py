@@ -4,10 +4,14 @@ mmsegmentation's deeplabv3plus_r50-d8_4xb4-160k_ade20k-512x512.py: 512x512 crops
 12/24/36. Label 0 ("other") is ignored and the 150 classes shift down by one (the descriptor).
 
 Target: 43.95 mIoU on val, single scale (mmsegmentation's configs/deeplabv3plus/README.md; 44.93
-with multi-scale + flip; 42.72 after 80k steps). That number starts from ImageNet weights (issue 10)
+with multi-scale + flip; 42.72 after 80k steps). That number starts from ImageNet weights
 on a V1c ResNet with an auxiliary head. mmsegmentation resizes each image towards 2048x512 before
 scaling; segjax scales the images as they are (most are 512 on the short side). Eval pads each
 validation image to 1600x1600, the largest one's size.
+
+Backbone: torchvision's ResNet50_Weights.IMAGENET1K_V1, converted once (README, "Pretrained backbones"):
+python -m segjax.convert --arch=resnet50 --in=resnet50-0676ba61.pth \
+    --out=~/.cache/segjax/resnet50_imagenet1k_v1.safetensors
 
 python -m segjax.main --config=configs/ade20k/semantic.py --workdir=DIR \
     --config.dataset.manual_dir=/data/ade   # holds ADEChallengeData2016/

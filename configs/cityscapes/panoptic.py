@@ -5,8 +5,12 @@ poly 0.9 after 1000 warm-up steps); losses: cross-entropy on the hardest 20% of 
 200, offset L1 x 0.01; centres as Gaussians of sigma 8 (deeplab2's; detectron2 keeps 10 here).
 
 Target: PQ 60.3, mIoU 78.2, mask AP 33.2 on val, single scale (detectron2's projects/Panoptic-DeepLab/
-README.md). That number starts from ImageNet weights (issue 10) on an R-52 (deep stem) with
-multi-grid (1, 2, 4) dilation in the last stage, which segjax's ResNet-50 does not have.
+README.md). That number starts from ImageNet weights on an R-52 (deep stem) with multi-grid
+(1, 2, 4) dilation in the last stage; segjax's ResNet-50 has the basic stem and neither.
+
+Backbone: torchvision's ResNet50_Weights.IMAGENET1K_V1, converted once (README, "Pretrained backbones"):
+python -m segjax.convert --arch=resnet50 --in=resnet50-0676ba61.pth \
+    --out=~/.cache/segjax/resnet50_imagenet1k_v1.safetensors
 
 python -m segjax.main --config=configs/cityscapes/panoptic.py --workdir=DIR \
     --config.dataset.manual_dir=/data/cityscapes

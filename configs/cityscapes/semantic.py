@@ -4,8 +4,12 @@ flipped, batch 8, 80k steps of SGD (lr 0.01, momentum 0.9, weight decay 5e-4, po
 rates 12/24/36. Eval on the whole 1024x2048 images.
 
 Target: 80.09 mIoU on val, single scale (mmsegmentation's configs/deeplabv3plus/README.md; 81.13 with
-multi-scale + flip). That number starts from ImageNet weights (issue 10) and uses a V1c (deep stem)
-ResNet, an auxiliary FCN head and photometric distortion, which segjax does not have yet.
+multi-scale + flip). That number starts from ImageNet weights on a V1c (deep stem) ResNet with an
+auxiliary FCN head and photometric distortion, which segjax does not have yet.
+
+Backbone: torchvision's ResNet50_Weights.IMAGENET1K_V1, converted once (README, "Pretrained backbones"):
+python -m segjax.convert --arch=resnet50 --in=resnet50-0676ba61.pth \
+    --out=~/.cache/segjax/resnet50_imagenet1k_v1.safetensors
 
 python -m segjax.main --config=configs/cityscapes/semantic.py --workdir=DIR \
     --config.dataset.manual_dir=/data/cityscapes   # holds leftImg8bit/ and gtFine/

@@ -5,8 +5,12 @@ projects/Panoptic-DeepLab panoptic_deeplab_R_52_os16_mg124_poly_200k_bs64_crop_6
 centre MSE x 200, offset L1 x 0.01, centre sigma 8.
 
 Target: PQ 35.5 on val2017, single scale (detectron2's projects/Panoptic-DeepLab/README.md, which
-uses depthwise-separable convolutions in the heads, an R-52 deep stem and ImageNet weights: issue
-10). Crowd regions are scored as the COCO panoptic API scores them.
+uses depthwise-separable convolutions in the heads and an R-52 deep stem). Crowd regions are scored
+as the COCO panoptic API scores them.
+
+Backbone: torchvision's ResNet50_Weights.IMAGENET1K_V1, converted once (README, "Pretrained backbones"):
+python -m segjax.convert --arch=resnet50 --in=resnet50-0676ba61.pth \
+    --out=~/.cache/segjax/resnet50_imagenet1k_v1.safetensors
 
 python -m segjax.main --config=configs/coco_panoptic/panoptic.py --workdir=DIR \
     --config.dataset.manual_dir=/data/coco   # holds train2017/, val2017/ and annotations/

@@ -5,7 +5,11 @@ poly 0.9), 80k steps.
 
 Target: no DeepLabV3+ result on COCO panoptic's 133 classes is published; the nearest figure is the
 semantic branch of Panoptic-DeepLab, 54.75 mIoU on val2017 (deeplab2's g3doc/projects/
-panoptic_deeplab.md, ResNet-50 at output stride 32, ImageNet weights: issue 10).
+panoptic_deeplab.md, ResNet-50 at output stride 32, from ImageNet weights).
+
+Backbone: torchvision's ResNet50_Weights.IMAGENET1K_V1, converted once (README, "Pretrained backbones"):
+python -m segjax.convert --arch=resnet50 --in=resnet50-0676ba61.pth \
+    --out=~/.cache/segjax/resnet50_imagenet1k_v1.safetensors
 
 python -m segjax.main --config=configs/coco_panoptic/semantic.py --workdir=DIR \
     --config.dataset.manual_dir=/data/coco

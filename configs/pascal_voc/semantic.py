@@ -3,9 +3,13 @@ ignored), after mmsegmentation's deeplabv3plus_r50-d8_4xb4-40k_voc12aug-512x512.
 images scaled 0.5-2x, batch 16, 40k steps of SGD (lr 0.01, momentum 0.9, weight decay 5e-4, poly 0.9).
 
 Target: 76.81 mIoU on val, single scale (mmsegmentation's configs/deeplabv3plus/README.md). That
-number trains on VOC train + the SBD-augmented set (10,582 images) from ImageNet weights (issue 10);
+number trains on VOC train + the SBD-augmented set (10,582 images) from ImageNet weights;
 segjax reads the official VOC 2012 segmentation files, whose train list has 1,464 images, so expect
 less until SBD is added.
+
+Backbone: torchvision's ResNet50_Weights.IMAGENET1K_V1, converted once (README, "Pretrained backbones"):
+python -m segjax.convert --arch=resnet50 --in=resnet50-0676ba61.pth \
+    --out=~/.cache/segjax/resnet50_imagenet1k_v1.safetensors
 
 python -m segjax.main --config=configs/pascal_voc/semantic.py --workdir=DIR \
     --config.dataset.manual_dir=/data/voc   # holds VOCdevkit/VOC2012/
