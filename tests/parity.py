@@ -27,6 +27,9 @@ def state_dict(keys_shapes, seed=SEED):
   """{key: array} for PyTorch's (key, shape) list: each tensor drawn from its own seed, scaled as
   trained weights roughly are (Kaiming-sized kernels, norm scales near 1, positive variances,
   layer scales well above ConvNeXt's 1e-6 initial value, so every block counts)."""
+  # Each residual branch's last BatchNorm scales it down, as in a trained ResNet: uncalibrated
+  # statistics would otherwise let every block double the activations' variance.
+  last_bn = ".bn3." if any(".bn3." in k for k, _ in keys_shapes) else ".bn2."
   out = {}
   for key, shape in keys_shapes:
     shape = tuple(shape)
@@ -38,6 +41,8 @@ def state_dict(keys_shapes, seed=SEED):
       out[key] = 0.5 + u
     elif key.endswith("running_mean") or key.endswith("bias"):
       out[key] = 0.4 * (u - 0.5)
+    elif last_bn in key and key.endswith("weight"):
+      out[key] = 0.1 + 0.3 * u
     elif key.endswith(("gamma", "layer_scale")):
       out[key] = 0.2 + 0.6 * u
     elif len(shape) == 1:  # norm weights
