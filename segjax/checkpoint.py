@@ -4,7 +4,10 @@ import os
 import jax
 import orbax.checkpoint as ocp
 
-from segjax.errors import UserError
+from segjax.errors import UserError, cause
+
+# 1: variables named by module (`stem/conv`, `stage1/block1/conv1/bn`), since segjax 0.2.
+FORMAT = 1
 
 
 class Checkpointer:
@@ -20,7 +23,7 @@ class Checkpointer:
 
   def save(self, step, state, meta):
     self._manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                                     meta=ocp.args.JsonSave(meta)))
+                                                     meta=ocp.args.JsonSave({**meta, "format": FORMAT})))
 
   def restore(self, step, like):
     """Restores step `step` into arrays shaped, typed and sharded like the state `like`."""
@@ -29,11 +32,23 @@ class Checkpointer:
       restored = self._manager.restore(step, args=ocp.args.Composite(
           state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
     except Exception as e:  # orbax raises many types for a damaged or mismatched checkpoint
+      if self._format(step) not in (None, FORMAT):
+        raise UserError(f"Checkpoint step {step} in {self.directory} was written by an older segjax, "
+                        "whose variables are named otherwise; it was left untouched: train again in "
+                        "another --workdir.") from e
       raise UserError(
-          f"Cannot read checkpoint step {step} in {self.directory} ({type(e).__name__}: "
-          f"{str(e).splitlines()[0][:200]}); it was left untouched: move it aside or use another "
-          f"--workdir, or restore the config it was saved with.") from e
+          f"Cannot read checkpoint step {step} in {self.directory} ({cause(e)}); it was left "
+          "untouched: move it aside or use another --workdir, or restore the config it was saved "
+          "with.") from e
     return restored.state, restored.meta
+
+  def _format(self, step):
+    """The checkpoint's FORMAT (0 before there was one), or None when its metadata cannot be read."""
+    try:
+      meta = self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
+    except Exception:  # pylint: disable=broad-except  (the caller reports the first failure)
+      return None
+    return meta.get("format", 0)
 
   def close(self):
     self._manager.wait_until_finished()

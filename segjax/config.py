@@ -73,7 +73,7 @@ def base_config():
       warmup_steps=0,
       poly_power=0.9,
       grad_clip_norm=0.0,  # 0 disables clipping
-      backbone_lr_multiplier=1.0,  # the backbone's updates scaled by this (0 keeps it as loaded)
+      backbone_lr_multiplier=1.0,  # the backbone's updates scaled by this (0: parameters as loaded)
   ))
   c.benchmark = ml_collections.ConfigDict(dict(  # python -m segjax.benchmark only
       image_size=512,

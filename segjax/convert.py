@@ -10,6 +10,7 @@ architecture lacks is as much an error as one it needs and cannot find.
 """
 import functools
 import os
+import pickle
 import re
 import sys
 
@@ -17,11 +18,13 @@ from absl import app, flags
 from flax import traverse_util
 import jax
 import jax.numpy as jnp
+import ml_dtypes
 import numpy as np
+import safetensors
 
 from segjax import weights
-from segjax.errors import UserError
-from segjax.models import BACKBONES, ImageClassifier
+from segjax.errors import UserError, cause, some
+from segjax.models import BACKBONES, imagenet_classifier
 
 ARCHS = {name: ("convnext" if name.startswith("convnext") else "resnet")
          for name in BACKBONES if name.startswith(("resnet", "convnext"))}
@@ -55,8 +58,9 @@ def _resnet_key(path, source):
   return f"{name}.{leaf}"
 
 
-_CONVNEXT_LAYERS = {"timm": {"dwconv": "conv_dw", "norm": "norm", "fc1": "mlp.fc1", "fc2": "mlp.fc2"},
-                    "torchvision": {"dwconv": "block.0", "norm": "block.2", "fc1": "block.3", "fc2": "block.5"}}
+_CONVNEXT_LAYERS = {
+    "timm": {"dwconv": "conv_dw", "norm": "norm", "fc1": "mlp.fc1", "fc2": "mlp.fc2"},
+    "torchvision": {"dwconv": "block.0", "norm": "block.2", "fc1": "block.3", "fc2": "block.5"}}
 
 
 def _convnext_key(path, source):
@@ -74,10 +78,12 @@ def _convnext_key(path, source):
       name = f"{'features.0' if tv else 'stem'}.{0 if layer == 'conv' else 1}"
     case ["backbone", stage, "downsample", layer]:
       s = int(stage[len("stage"):])
-      name = (f"features.{2 * s - 2}" if tv else f"stages.{s - 1}.downsample") + f".{1 if layer == 'conv' else 0}"
+      module = f"features.{2 * s - 2}" if tv else f"stages.{s - 1}.downsample"
+      name = f"{module}.{1 if layer == 'conv' else 0}"
     case ["backbone", stage, block, layer]:
       s, b = _block(stage, block)
-      name = (f"features.{2 * s - 1}.{b}" if tv else f"stages.{s - 1}.blocks.{b}") + "." + _CONVNEXT_LAYERS[source][layer]
+      module = f"features.{2 * s - 1}.{b}" if tv else f"stages.{s - 1}.blocks.{b}"
+      name = f"{module}.{_CONVNEXT_LAYERS[source][layer]}"
     case ["classifier", layer]:
       name = {"norm": "classifier.0", "fc": "classifier.2"}[layer] if tv else f"head.{layer}"
     case _:
@@ -112,10 +118,9 @@ def _layout(arch, num_classes):
   """{flax path: (torch key for each source, flax shape)} of `arch` with a classifier of
   `num_classes` (0: none)."""
   family = ARCHS[arch]
-  kwargs = {"output_stride": 32} if family == "resnet" else {}
-  model = ImageClassifier(BACKBONES[arch](**kwargs), num_classes=max(num_classes, 1),
-                          head_norm=family == "convnext")
-  shapes = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 64, 64, 3)))
+  model = imagenet_classifier(arch, max(num_classes, 1))
+  # Shapes only, and inside eval_shape: converting never starts an accelerator.
+  shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, 64, 64, 3))))
   layout = {}
   for path, like in traverse_util.flatten_dict(shapes).items():
     if path[1] == "classifier" and not num_classes:
@@ -149,29 +154,33 @@ def _natural(key):
   return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", key)]
 
 
-def convert(state_dict, arch, source, where="the checkpoint"):
-  """Nested Flax variables of `arch` from a PyTorch `state_dict` ({name: NumPy array}) in `source`'s
-  naming; UserError naming the first tensor missing, left over or of the wrong shape."""
+def _check_names(arch, source):
   if arch not in ARCHS:
     raise UserError(f"Unknown --arch '{arch}': choose one of {', '.join(ARCHS)}.")
   if source not in SOURCES:
     raise UserError(f"Unknown --source '{source}': choose torchvision or timm.")
+
+
+def convert(state_dict, arch, source, where="the checkpoint"):
+  """Nested Flax variables of `arch` from a PyTorch `state_dict` ({name: NumPy array}) in `source`'s
+  naming; UserError naming the first tensor missing, left over or of the wrong shape."""
+  _check_names(arch, source)
   layout = _layout(arch, _classes(state_dict, arch, source))
   wanted = {keys[source]: (path, shape) for path, (keys, shape) in layout.items()}
-  # Without its linear layer the ImageNet head is left out whole (timm keeps head.norm at num_classes=0).
-  head = {keys[source] for path, (keys, _) in _layout(arch, 1).items() if path[1] == "classifier"}
-  names = [k for k in state_dict if not k.endswith(_IGNORED) and (k in wanted or k not in head)]
+  # Without its linear layer the ImageNet head is left out, its norm too (timm keeps head.norm at
+  # num_classes=0); a bias of that missing layer is still a tensor left over.
+  head_norm = {keys[source] for path, (keys, _) in _layout(arch, 1).items()
+               if path[1:3] == ("classifier", "norm")}
+  names = [k for k in state_dict if not k.endswith(_IGNORED) and (k in wanted or k not in head_norm)]
   missing = sorted((k for k in wanted if k not in state_dict), key=_natural)
   extra = sorted((k for k in names if k not in wanted), key=_natural)
   if missing or extra:
     guess = _guess(state_dict)
     hint = (f"it looks like {guess[1]}'s {guess[0]}: pass --arch={guess[0]} --source={guess[1]}"
             if guess else "check --arch and --source")
-    problem = (f"lacks '{missing[0]}'" + (f" and {len(missing) - 1} more tensors" if len(missing) > 1 else "")
-               if missing else "")
+    problem = f"lacks {some(missing, 'tensors')}" if missing else ""
     if extra:
-      problem += (" and " if problem else "") + f"has '{extra[0]}'" + (
-          f" and {len(extra) - 1} more tensors" if len(extra) > 1 else "") + f" that {arch} does not"
+      problem += (" and " if problem else "") + f"has {some(extra, 'tensors')} that {arch} does not"
     raise UserError(f"{where} is not {source}'s {arch}: it {problem}; {hint}.")
   flat = {}
   for key, (path, shape) in wanted.items():
@@ -186,43 +195,62 @@ def convert(state_dict, arch, source, where="the checkpoint"):
   return traverse_util.unflatten_dict(flat)
 
 
+# safetensors' dtype names; NumPy has no bfloat16, so safetensors.numpy cannot read it: ml_dtypes can.
+_DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "BF16": ml_dtypes.bfloat16,
+           "I64": np.int64, "I32": np.int32}
+
+
+def _read_safetensors(path):
+  with open(path, "rb") as f:
+    tensors = safetensors.deserialize(f.read())
+  odd = sorted({t["dtype"] for _, t in tensors} - set(_DTYPES))
+  if odd:
+    raise UserError(f"'{path}' holds {', '.join(odd)} tensors, which are not weights segjax converts.")
+  return {name: np.frombuffer(t["data"], _DTYPES[t["dtype"]]).reshape(t["shape"]) for name, t in tensors}
+
+
+def _read_pth(path):
+  try:
+    import torch  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    raise UserError(f"Reading '{path}' needs PyTorch (pip install torch), or convert from the "
+                    ".safetensors file of the same weights, which does not.") from None
+  try:
+    state = torch.load(path, map_location="cpu", weights_only=True)
+  except pickle.UnpicklingError as e:  # weights_only refuses anything but tensors and containers
+    raise UserError(f"'{path}' holds Python objects besides tensors ({cause(e)}); load it in PyTorch "
+                    "and torch.save its state dict (e.g. checkpoint['model']) alone.") from e
+  for wrapper in ("state_dict", "model"):
+    if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
+      state = state[wrapper]
+  if not isinstance(state, dict):
+    raise UserError(f"'{path}' holds a {type(state).__name__}, not a state dict; torch.save "
+                    "model.state_dict() instead of the model.")
+  return {k: v.float().numpy() for k, v in state.items() if torch.is_tensor(v)}
+
+
 def read_state_dict(path):
-  """{name: float32 NumPy array} of a `.safetensors` file or a `.pth` state dict (which needs torch).
-  A checkpoint that wraps its state dict ({"state_dict": ...}, {"model": ...}) or was saved from
-  DistributedDataParallel ("module." prefixes) is unwrapped."""
+  """{name: float32 NumPy array} of a `.safetensors` file (any float dtype, bfloat16 too) or a `.pth`
+  state dict (which needs torch). A checkpoint that wraps its state dict ({"state_dict": ...},
+  {"model": ...}) or was saved from DistributedDataParallel ("module." prefixes) is unwrapped."""
   if not os.path.isfile(path):
     raise UserError(f"Checkpoint '{path}' does not exist.")
   try:
-    if path.endswith(".safetensors"):
-      from safetensors.numpy import load_file  # pylint: disable=g-import-not-at-top
-      state = load_file(path)
-    else:
-      try:
-        import torch  # pylint: disable=g-import-not-at-top
-      except ImportError:
-        raise UserError(f"Reading '{path}' needs PyTorch (pip install torch), or convert from the "
-                        ".safetensors file of the same weights, which does not.") from None
-      state = torch.load(path, map_location="cpu", weights_only=True)
-      for wrapper in ("state_dict", "model"):
-        if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
-          state = state[wrapper]
-      if not isinstance(state, dict):
-        raise UserError(f"'{path}' holds a {type(state).__name__}, not a state dict; save "
-                        "model.state_dict() instead of the model.")
-      state = {k: v.float().numpy() for k, v in state.items()
-               if torch.is_tensor(v) and v.is_floating_point()}
+    state = _read_safetensors(path) if path.endswith(".safetensors") else _read_pth(path)
   except UserError:
     raise
   except Exception as e:  # pylint: disable=broad-except  (torch and safetensors raise many types)
-    raise UserError(f"Cannot read '{path}' as a PyTorch checkpoint ({type(e).__name__}: "
-                    f"{str(e).splitlines()[0][:160] if str(e) else 'no detail'}); it is truncated or "
+    raise UserError(f"Cannot read '{path}' as a PyTorch checkpoint ({cause(e)}); it is truncated or "
                     "not a checkpoint: download it again.") from e
   return {k.removeprefix("module."): np.asarray(v, np.float32) for k, v in state.items()}
 
 
 def convert_file(in_path, out_path, arch, source):
-  """Converts `in_path` to `out_path`; returns a one-line summary."""
+  """Converts `in_path` to `out_path`, which must not exist yet; returns a one-line summary."""
+  _check_names(arch, source)
   weights.check_extension(out_path, "--out")
+  if os.path.exists(out_path):
+    raise UserError(f"--out '{out_path}' exists; remove it or choose another file (nothing is overwritten).")
   variables = convert(read_state_dict(in_path), arch, source, where=f"'{in_path}'")
   weights.save(out_path, variables, {"arch": arch, "source": source,
                                      "converted_from": os.path.basename(in_path)})
@@ -247,6 +275,7 @@ def main(argv):
     for name in ("arch", "in", "out"):
       if not f[name].value:
         raise UserError(f"--{name} is required.")
+    jax.config.update("jax_platforms", "cpu")  # no accelerator is needed, nor taken from a run
     print(convert_file(os.path.expanduser(f["in"].value), os.path.expanduser(f.out), f.arch, f.source))
   except UserError as e:
     sys.exit(f"segjax.convert: error: {e}")

@@ -126,3 +126,11 @@ def on_process_zero(fn, what):
       raise UserError(f"Process 0 could not {what}; its log says why.")
   if error is not None:
     raise error
+
+
+def from_every_process(value):
+  """(processes, ...) NumPy array of `value` (a small NumPy array) as each process holds it."""
+  value = np.asarray(value)
+  if jax.process_count() == 1:
+    return value[None]
+  return np.asarray(multihost_utils.process_allgather(value, tiled=False))

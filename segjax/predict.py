@@ -38,8 +38,9 @@ def load_run(workdir):
     config = ml_collections.ConfigDict(json.load(f))
   if (not isinstance(config.input.crop_size, (list, tuple)) or config.dataset.get("label_divisor") is None
       or "init_from" not in config.model):
-    raise UserError(f"'{workdir}' was trained by an older segjax (its config.json has no dataset "
-                    "descriptor values); train it again with this version.")
+    raise UserError(f"'{workdir}' was trained by an older segjax (its config.json lacks keys this "
+                    "version reads, and its variables are named otherwise); train it again with this "
+                    "version.")
   ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), config.keep_checkpoints)
   step = ckpt.latest_step()
   if step is None:

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import optax
 
 from segjax import config as config_lib
-from segjax import losses, parallel, postprocess, weights
+from segjax import losses, parallel, postprocess, pretrained
 from segjax.evaluator import evaluate
 from segjax.checkpoint import Checkpointer
 from segjax.curves import plot_curves
@@ -197,17 +197,18 @@ def train_and_evaluate(config, workdir):
 def _train(config, workdir, mesh, ckpt):
   from segjax import data  # pylint: disable=g-import-not-at-top  (TensorFlow stays out of the steps)
 
-  latest = ckpt.latest_step()
-  if latest is None and config.model.init_from.path:
-    weights.check_init_from(config.model)  # a missing file stops the run before any work
+  latest, init_from = ckpt.latest_step(), config.model.init_from.path
+  if latest is None and init_from:
+    pretrained.check(config.model)  # before any work
   config, class_names = data.resolve(config)  # everything that follows from the data
   _, train_fn, eval_fn, state = setup(config, mesh)
   if latest is not None:  # the checkpoint wins: a resumed run never reads init_from
     state, _ = ckpt.restore(latest, state)
-    logging.info("Resuming from the checkpoint at step %d in %s.", latest, ckpt.directory)
-  elif config.model.init_from.path:
-    state = state.replace(**weights.init_from({"params": state.params, "batch_stats": state.batch_stats},
-                                              config.model))
+    logging.info("Resuming from the checkpoint at step %d in %s%s.", latest, ckpt.directory,
+                 " (config.model.init_from is not read)" if init_from else "")
+  elif init_from:
+    state = state.replace(**pretrained.load({"params": state.params, "batch_stats": state.batch_stats},
+                                            config.model))
   start = int(state.step)
   if start >= config.total_steps:  # its config.json stays the one it was trained with
     logging.info("Run already finished: step %d >= total_steps %d; nothing to train.", start,

@@ -1,5 +1,5 @@
 """Weights files: Flax variables as `.safetensors` or `.npz`, what segjax.convert writes and
-`config.model.init_from` loads into a run.
+`config.model.init_from` loads.
 
 Arrays only, keyed by their Flax path (`params/backbone/stem/conv/kernel`): loading runs no code
 from the file (no pickle) and needs no PyTorch. Arrays are matched by module path and name, not by
@@ -9,12 +9,10 @@ collection, so one file loads into a BatchNorm (scale in `params`) or a FrozenBa
 import json
 import os
 
-from absl import logging
 from flax import traverse_util
-import jax
 import numpy as np
 
-from segjax.errors import UserError
+from segjax.errors import UserError, cause, some
 
 FORMAT = "segjax-weights-1"
 EXTENSIONS = (".safetensors", ".npz")
@@ -46,6 +44,24 @@ def save(path, variables, metadata):
       os.remove(tmp)
 
 
+def _unreadable(path, what, e):
+  return UserError(f"Cannot read {what.lower()} '{path}' ({cause(e)}); it is damaged or truncated: "
+                   "write it again with python -m segjax.convert.")
+
+
+def metadata(path, what="Weights file"):
+  """The metadata of a `.safetensors` or `.npz` file, read without its arrays ({} if it has none)."""
+  try:
+    if path.endswith(".safetensors"):
+      from safetensors import safe_open  # pylint: disable=g-import-not-at-top
+      with safe_open(path, framework="numpy") as f:
+        return f.metadata() or {}
+    with np.load(path, allow_pickle=False) as f:
+      return json.loads(str(f[_META])) if _META in f.files else {}
+  except Exception as e:  # pylint: disable=broad-except  (each reader raises its own types)
+    raise _unreadable(path, what, e) from e
+
+
 def load(path, what="Weights file"):
   """({"params/backbone/...": array}, metadata) of a file that `save` wrote."""
   path = os.path.expanduser(path)
@@ -63,27 +79,23 @@ def load(path, what="Weights file"):
         flat = {k: f[k] for k in f.files}
       metadata = json.loads(str(flat.pop(_META))) if _META in flat else {}
   except Exception as e:  # pylint: disable=broad-except  (each reader raises its own types)
-    raise UserError(f"Cannot read {what.lower()} '{path}' ({type(e).__name__}: "
-                    f"{str(e).splitlines()[0][:160] if str(e) else 'no detail'}); it is damaged or "
-                    "truncated: write it again with python -m segjax.convert.") from e
+    raise _unreadable(path, what, e) from e
   if metadata.get("format") != FORMAT:
     raise UserError(f"{what} '{path}' was not written by segjax (no '{FORMAT}' format tag); "
                     "convert PyTorch weights with python -m segjax.convert first.")
   return flat, metadata
 
 
-def load_parts(variables, path, parts, arch=None, what="config.model.init_from.path"):
+def load_parts(variables, path, parts, what="config.model.init_from.path"):
   """The arrays of `path` for every variable of `variables` (nested, any collections) below the
   top-level modules `parts`: {(collection, module, ..., name): array}.
 
   Each such variable must be in the file with its shape, and the file may hold nothing else below
   those modules (a sign of another architecture); it may hold other modules (an ImageNet classifier).
-  A file converted for another backbone than `arch` is named as such.
   """
+  if not parts:
+    raise UserError("config.model.init_from.parts is empty; name the modules to load, e.g. (\"backbone\",).")
   flat, metadata = load(path, f"{what} file")
-  if arch and "backbone" in parts and metadata.get("arch", arch) != arch:
-    raise UserError(f"{what} '{path}' holds {metadata['arch']} weights but config.model.backbone is "
-                    f"{arch}; convert weights for it.")
   by_path = {k.split("/", 1)[1]: v for k, v in flat.items() if "/" in k}
   wanted = {k: v for k, v in traverse_util.flatten_dict(variables).items() if k[1] in parts}
   modules = sorted({k[1] for k in traverse_util.flatten_dict(variables)})
@@ -95,14 +107,13 @@ def load_parts(variables, path, parts, arch=None, what="config.model.init_from.p
   made = " ".join(f"{metadata[k]}{end}" for k, end in (("source", "'s"), ("arch", "")) if k in metadata)
   source = f"'{path}'" + (f" ({made})" if made else "")
   if missing:
-    raise UserError(f"{source} lacks {'/'.join(missing[0][1:])}" +
-                    (f" and {len(missing) - 1} more variables" if len(missing) > 1 else "") +
-                    " of this model; convert weights of the architecture config.model names.")
+    raise UserError(f"{source} lacks {some(['/'.join(k[1:]) for k in missing], 'variables')} of this "
+                    "model; convert weights of the architecture config.model names.")
   extra = sorted(set(k for k in by_path if k.split("/")[0] in parts) -
                  {"/".join(k[1:]) for k in wanted})
   if extra:
-    raise UserError(f"{source} has {extra[0]}" + (f" and {len(extra) - 1} more" if len(extra) > 1 else "") +
-                    " that this model does not; convert weights of the architecture config.model names.")
+    raise UserError(f"{source} has {some(extra, 'variables')} that this model does not; convert "
+                    "weights of the architecture config.model names.")
   loaded = {}
   for key, like in wanted.items():
     array = by_path["/".join(key[1:])]
@@ -113,25 +124,3 @@ def load_parts(variables, path, parts, arch=None, what="config.model.init_from.p
     loaded[key] = array.astype(like.dtype)
   return loaded, metadata
 
-
-def check_init_from(model_config):
-  """UserError saying how to make the file when `model_config.init_from.path` does not exist."""
-  path = model_config.init_from.path
-  if not os.path.exists(os.path.expanduser(path)):
-    raise UserError(
-        f"config.model.init_from.path '{path}' does not exist. Convert the checkpoint the config's "
-        f"docstring names with python -m segjax.convert --arch={model_config.backbone} --in=CHECKPOINT "
-        f"--out={path}, or pass --config.model.init_from.path= to start from random weights.")
-
-
-def init_from(variables, model_config):
-  """`variables` (global arrays) with `model_config.init_from`'s in place of the initial ones, each
-  placed as the one it replaces (every process reads the file)."""
-  spec = model_config.init_from
-  loaded, meta = load_parts(variables, spec.path, tuple(spec.parts), model_config.backbone)
-  flat = traverse_util.flatten_dict(variables, keep_empty_nodes=True)
-  for key, array in loaded.items():
-    flat[key] = jax.make_array_from_callback(flat[key].shape, flat[key].sharding, lambda i, a=array: a[i])
-  logging.info("Starting %s from %s (%s from %s, converted from %s).", " and ".join(spec.parts),
-               spec.path, meta.get("arch"), meta.get("source"), meta.get("converted_from"))
-  return traverse_util.unflatten_dict(flat)

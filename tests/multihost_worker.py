@@ -4,7 +4,7 @@ then the evaluator's figures for predictions with known flaws (oracle.py) on the
 test_multihost runs it as a script under launch/local.py (several processes) and calls `run` and
 `oracle.score` in-process (one process), then compares losses, parameters and figures.
 
-    python tests/multihost_worker.py OUT.npz DATA_DIR   # process 0 writes what it measured
+    python tests/multihost_worker.py OUT.npz DATA_DIR WEIGHTS   # process 0 writes what it measured
 """
 import os
 import sys
@@ -14,12 +14,14 @@ import numpy as np
 STEPS = 3
 
 
-def config():
+def config(init_from=None):
   """The tiny model with SGD: Adam divides by the root of tiny second moments, which turns float
   round-off in the gradient sums (summed in another order on another device count) into visible
-  parameter differences; SGD keeps the comparison about the sums themselves."""
+  parameter differences; SGD keeps the comparison about the sums themselves. `init_from`: a
+  weights file for its backbone, which every process then reads."""
   from tiny_configs import tiny_config  # pylint: disable=g-import-not-at-top
-  return tiny_config("", **{"optimizer.name": "sgd", "optimizer.lr": 0.05})
+  return tiny_config("", **{"optimizer.name": "sgd", "optimizer.lr": 0.05,
+                            "model.init_from.path": init_from})
 
 
 def global_batch(config, step):
@@ -33,9 +35,12 @@ def global_batch(config, step):
 def run(config, mesh, steps=STEPS):
   """Losses per step, and the final parameters and BatchNorm statistics flattened by path."""
   import jax  # pylint: disable=g-import-not-at-top  (after jax.distributed in the script)
-  from segjax import parallel, train  # pylint: disable=g-import-not-at-top
+  from segjax import parallel, pretrained, train  # pylint: disable=g-import-not-at-top
 
   _, train_fn, _, state = train.setup(config, mesh)
+  if config.model.init_from.path:
+    state = state.replace(**pretrained.load({"params": state.params, "batch_stats": state.batch_stats},
+                                            config.model))
   rows = parallel.host_batch_size(config.batch_size)
   first = jax.process_index() * rows
   losses = []
@@ -48,13 +53,13 @@ def run(config, mesh, steps=STEPS):
                               for path, leaf in jax.tree_util.tree_leaves_with_path(variables)}
 
 
-def main(out_path, data_dir):
+def main(out_path, data_dir, init_from):
   from segjax import parallel  # pylint: disable=g-import-not-at-top
   parallel.initialize()  # from the SEGJAX_* variables that launch/local.py sets
   import jax  # pylint: disable=g-import-not-at-top
   import oracle  # pylint: disable=g-import-not-at-top
   from tiny_configs import tiny_panoptic_config  # pylint: disable=g-import-not-at-top
-  losses, variables = run(config(), parallel.make_mesh())
+  losses, variables = run(config(init_from), parallel.make_mesh())
   scores = oracle.score(tiny_panoptic_config(data_dir), os.path.join(os.path.dirname(out_path), "eval"))
   if jax.process_index() == 0:
     np.savez(out_path, losses=losses, num_devices=jax.device_count(),

@@ -122,10 +122,7 @@ def torch_outputs(model, source, arch, images):
 def segjax_outputs(variables, arch, images, output_stride=32):
   """The same outputs of segjax's model with converted `variables`."""
   import jax  # pylint: disable=g-import-not-at-top
-  from segjax.models import BACKBONES, ImageClassifier  # pylint: disable=g-import-not-at-top
-  resnet = arch.startswith("resnet")
-  model = ImageClassifier(BACKBONES[arch](**({"output_stride": output_stride} if resnet else {})),
-                          num_classes=variables["params"]["classifier"]["fc"]["kernel"].shape[1],
-                          head_norm=not resnet)
+  from segjax.models import imagenet_classifier  # pylint: disable=g-import-not-at-top
+  model = imagenet_classifier(arch, variables["params"]["classifier"]["fc"]["kernel"].shape[1], output_stride)
   out = jax.jit(lambda v, x: model.apply(v, x, train=False))(variables, images)
   return {k: np.asarray(out[k]) for k in outputs(arch)}

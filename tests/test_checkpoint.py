@@ -3,8 +3,11 @@ import os
 
 import jax.numpy as jnp
 import numpy as np
+import orbax.checkpoint as ocp
+import pytest
 
-from segjax.checkpoint import Checkpointer
+from segjax.checkpoint import Checkpointer, FORMAT
+from segjax.errors import UserError
 
 
 def test_keeps_the_last_checkpoints_and_restores_the_latest(tmp_path):
@@ -18,4 +21,18 @@ def test_keeps_the_last_checkpoints_and_restores_the_latest(tmp_path):
   state, meta = again.restore(5, {"w": jnp.zeros((3,)), "step": jnp.asarray(0)})
   again.close()
   np.testing.assert_array_equal(state["w"], [5.0, 5.0, 5.0])
-  assert int(state["step"]) == 5 and meta == {"step": 5}
+  assert int(state["step"]) == 5 and meta == {"step": 5, "format": FORMAT}
+
+
+def test_a_checkpoint_of_an_older_segjax_is_named_as_such_and_kept(tmp_path):
+  old = Checkpointer(str(tmp_path), max_to_keep=2)  # as segjax 0.1 saved: no format, Flax's auto names
+  old._manager.save(3, args=ocp.args.Composite(state=ocp.args.StandardSave({"Conv_0": jnp.ones(3)}),
+                                               meta=ocp.args.JsonSave({"step": 3})))
+  old.close()
+  again = Checkpointer(str(tmp_path), max_to_keep=2)
+  with pytest.raises(UserError, match=r"^Checkpoint step 3 in .* was written by an older segjax, whose "
+                     r"variables are named otherwise; it was left untouched: train again in another "
+                     r"--workdir.$"):
+    again.restore(3, {"conv": jnp.zeros(3)})
+  again.close()
+  assert os.listdir(tmp_path) == ["3"]

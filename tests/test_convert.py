@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 from flax import traverse_util
+import ml_dtypes
 import numpy as np
 import pytest
 from safetensors.numpy import save_file
@@ -79,12 +80,33 @@ def test_cli_writes_backbone_and_classifier_with_what_it_was_made_from(tmp_path)
   np.testing.assert_array_equal(flat["params/classifier/fc/kernel"], state["fc.weight"].T)
 
 
+def test_half_precision_safetensors_convert_to_their_float32_values(tmp_path):
+  state = _state("torchvision/resnet18")
+  for dtype in (np.float16, ml_dtypes.bfloat16):
+    path = tmp_path / f"{np.dtype(dtype).name}.safetensors"
+    save_file({k: v.astype(dtype) for k, v in state.items()}, str(path))
+    read = convert.read_state_dict(str(path))
+    np.testing.assert_array_equal(read["layer1.0.conv1.weight"],
+                                  state["layer1.0.conv1.weight"].astype(dtype).astype(np.float32))
+
+
+def test_existing_output_is_never_overwritten(tmp_path):
+  checkpoint, out = _checkpoint(tmp_path, "torchvision/resnet18"), tmp_path / "w.npz"
+  out.write_bytes(b"keep me")
+  with pytest.raises(UserError, match=r"--out '.*w.npz' exists; remove it or choose another file"):
+    convert.convert_file(checkpoint, str(out), "resnet18", "torchvision")
+  assert out.read_bytes() == b"keep me"
+
+
 def test_a_backbone_only_checkpoint_converts_without_classifier():
   # timm's num_classes=0 keeps the head's LayerNorm; without its linear layer the head is left out.
   state = {k: v for k, v in _state("timm/convnext_tiny").items() if not k.startswith("head.fc")}
   assert list(convert.convert(state, "convnext_tiny", "timm")["params"]) == ["backbone"]
   state = {k: v for k, v in _state("torchvision/resnet50").items() if not k.startswith("fc.")}
   assert sorted(convert.convert(state, "resnet50", "torchvision")["params"]) == ["backbone"]
+  state["fc.bias"] = np.zeros(1000, np.float32)  # half a classifier is a tensor left over
+  with pytest.raises(UserError, match=r"it has 'fc.bias' that resnet50 does not"):
+    convert.convert(state, "resnet50", "torchvision")
 
 
 def _error(tmp_path, checkpoint, arch, source="torchvision"):

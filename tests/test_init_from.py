@@ -15,7 +15,7 @@ from safetensors.numpy import save_file
 
 import parity
 from conftest import tiny_config
-from segjax import convert, train, weights
+from segjax import convert, parallel, pretrained, train, weights
 from segjax.checkpoint import Checkpointer
 from segjax.errors import UserError
 from segjax.models import build_segmenter, resnet18
@@ -108,6 +108,39 @@ def test_run_starts_from_converted_weights_and_its_resume_never_reads_them(data_
   assert max(jax.tree.leaves(head)) > 0  # the head trained on
 
 
+def test_setup_then_init_from_gives_torchvisions_backbone_and_statistics(tmp_path):
+  """What a recipe does before its first step (plain BatchNorm, default options)."""
+  name = "/".join(parity.SMALL)
+  checkpoint, converted = str(tmp_path / "r18.safetensors"), str(tmp_path / "r18_segjax.safetensors")
+  save_file(_state(name), checkpoint)
+  convert.convert_file(checkpoint, converted, "resnet18", "torchvision")
+  config = _resnet_config("", converted, output_stride=32)
+  run = train.setup(config, train.parallel.make_mesh())
+  state = run.state.replace(**pretrained.load({"params": run.state.params,
+                                               "batch_stats": run.state.batch_stats}, config.model))
+  backbone = {"params": state.params["backbone"], "batch_stats": state.batch_stats["backbone"]}
+  features = jax.jit(lambda v, x: run.model.backbone.apply(v, x, train=False))(
+      backbone, parity.image(parity.DILATED_SIZE))
+  for key in ("stem", "stage1", "stage2", "stage3", "stage4"):
+    ref = FIXTURE[f"{name}/225x225/{key}"]
+    assert parity.relative_error(parity.sample(np.asarray(features[key])), ref) < 1e-4, key
+  torch_state = _state(name)
+  np.testing.assert_array_equal(backbone["batch_stats"]["stage2"]["block1"]["downsample"]["bn"]["var"],
+                                torch_state["layer2.0.downsample.1.running_var"])
+  np.testing.assert_array_equal(backbone["params"]["stem"]["bn"]["scale"], torch_state["bn1.weight"])
+
+
+@pytest.mark.parametrize("name", ["resnet18-f37072fd.pth", "model.safetensors"])
+def test_an_unconverted_checkpoint_is_named_before_any_work(tmp_path, name):
+  path = tmp_path / name
+  save_file({"conv1.weight": np.zeros((64, 3, 7, 7), np.float32)}, str(path))  # torch's names
+  with pytest.raises(UserError, match=(
+      rf"^config.model.init_from.path '{path}' is not a segjax weights file; if it is a PyTorch "
+      rf"checkpoint, convert it first: python -m segjax.convert --arch=resnet18 --in={path} "
+      r"--out=FILE.safetensors.$")):
+    pretrained.check(_resnet_config("", str(path)).model)
+
+
 def test_init_from_variables_match_by_name_into_a_frozen_batchnorm(tmp_path):
   path = str(tmp_path / "w.npz")
   variables = _tiny_weights(path, 3)
@@ -160,8 +193,8 @@ def test_fresh_run_without_its_weights_file_stops_before_any_work(tmp_path):
   assert str(e.value) == (
       f"config.model.init_from.path '{tmp_path}/missing.safetensors' does not exist. Convert the "
       "checkpoint the config's docstring names with python -m segjax.convert --arch=resnet18 "
-      f"--in=CHECKPOINT --out={tmp_path}/missing.safetensors, or pass --config.model.init_from.path= "
-      "to start from random weights.")
+      f"--in=CHECKPOINT --out={tmp_path}/missing.safetensors (add --source=timm for timm's), or pass "
+      "--config.model.init_from.path= to start from random weights.")
   assert not os.path.exists(tmp_path / "run" / "config.json")
 
 
@@ -170,7 +203,7 @@ def test_fresh_run_without_its_weights_file_stops_before_any_work(tmp_path):
     ("arch", r"holds resnet34 weights but config.model.backbone is resnet18"),
     ("parts", r"config.model.init_from.parts names 'decoder', which this model does not have; choose "
               r"from backbone, semantic_head"),
-    ("depth", r"\(resnet18\) lacks backbone/stage1/block2/conv1/bn/bias and 39 more variables of this "
+    ("depth", r"\(resnet18\) lacks 'backbone/stage1/block2/conv1/bn/bias' and 39 more variables of this "
               r"model; convert weights of the architecture config.model names."),
 ])
 def test_weights_that_do_not_fit_the_model_are_named(tmp_path, problem, message):
@@ -192,7 +225,7 @@ def test_weights_that_do_not_fit_the_model_are_named(tmp_path, problem, message)
   tx, _ = train.make_optimizer(config)
   state = jax.eval_shape(lambda: train.create_train_state(model, tx, jax.random.key(0), (32, 32)))
   with pytest.raises(UserError, match=message):
-    weights.init_from({"params": state.params, "batch_stats": state.batch_stats}, config.model)
+    pretrained.load({"params": state.params, "batch_stats": state.batch_stats}, config.model)
 
 
 def test_recipe_without_its_backbone_file_says_how_to_make_it(tmp_path):
@@ -205,6 +238,26 @@ def test_recipe_without_its_backbone_file_says_how_to_make_it(tmp_path):
   assert line == (
       "segjax: error: config.model.init_from.path '~/.cache/segjax/resnet50_imagenet1k_v1.safetensors' "
       "does not exist. Convert the checkpoint the config's docstring names with python -m segjax.convert "
-      "--arch=resnet50 --in=CHECKPOINT --out=~/.cache/segjax/resnet50_imagenet1k_v1.safetensors, or pass "
-      "--config.model.init_from.path= to start from random weights.")
+      "--arch=resnet50 --in=CHECKPOINT --out=~/.cache/segjax/resnet50_imagenet1k_v1.safetensors (add "
+      "--source=timm for timm's), or pass --config.model.init_from.path= to start from random weights.")
   assert not os.path.exists(tmp_path / "run" / "config.json")
+
+
+def test_processes_that_see_another_file_or_none_all_stop(tmp_path, monkeypatch):
+  """What each process decides from the others' answers (the collective runs in test_multihost)."""
+  path = str(tmp_path / "w.npz")
+  _tiny_weights(path, 1)
+  config = _resnet_config("", path)
+  model = build_segmenter(config.model, 4)
+  tx, _ = train.make_optimizer(config)
+  state = jax.eval_shape(lambda: train.create_train_state(model, tx, jax.random.key(0), (32, 32)))
+  like = {"params": state.params, "batch_stats": state.batch_stats}
+  # process 1 lacks the file: process 0, which has it, stops too and says where to look
+  monkeypatch.setattr(parallel, "from_every_process", lambda v: np.stack([v, ~v]))
+  with pytest.raises(UserError, match=r"'.*w.npz' cannot be used on process\(es\) 1; their logs say why.$"):
+    pretrained.check(config.model)
+  # process 1 read other numbers
+  monkeypatch.setattr(parallel, "from_every_process", lambda v: np.stack([v, v if v.dtype == bool else v + 1]))
+  with pytest.raises(UserError, match=r"holds other weights on process\(es\) 1 than on process 0; give "
+                     r"every host the same file"):
+    pretrained.load(like, config.model)

@@ -97,3 +97,14 @@ def test_convnext_stochastic_depth_acts_in_training_only():
   np.testing.assert_array_equal(run(model, True, 1), run(model, True, 1))
   assert not np.allclose(run(model, True, 1), run(model, True, 2))
   assert not np.allclose(run(model, True, 1), run(plain, True))
+
+
+def test_kwargs_a_module_does_not_take_are_named():
+  cfg = ml_collections.ConfigDict(dict(backbone="convnext_tiny", backbone_kwargs={"output_stride": 16},
+                                       semantic_head="seed", semantic_head_kwargs={}, dtype="float32"))
+  with pytest.raises(ValueError, match=r"^config.model.backbone_kwargs has 'output_stride', which "
+                     r"convnext_tiny does not take; it takes depths, dims, drop_path_rate.$"):
+    build_segmenter(cfg, 4)
+  cfg.backbone, cfg.backbone_kwargs = "resnet50", {"output_stride": 12}  # checked at construction
+  with pytest.raises(ValueError, match=r"ResNet output_stride must be 8, 16 or 32, not 12."):
+    build_segmenter(cfg, 4)

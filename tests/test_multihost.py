@@ -12,17 +12,19 @@ import subprocess
 import sys
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from conftest import tiny_panoptic_config
 import multihost_worker
 import oracle
-from segjax import data, parallel, train
+from segjax import data, parallel, train, weights
 from segjax.checkpoint import Checkpointer
 from segjax.errors import UserError
 from segjax.evaluator import evaluate
 from segjax.metrics_writer import MetricsWriter
+from segjax.models import build_segmenter
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(TESTS)
@@ -41,17 +43,25 @@ def _launch(command, processes=2, devices=4):
 
 @pytest.mark.slow
 def test_two_processes_equal_one_process_of_eight_and_of_one_device(data_dir, tmp_path):
-  out = str(tmp_path / "two.npz")
-  _launch([os.path.join(TESTS, "multihost_worker.py"), out, data_dir])
+  """Both start the backbone from one weights file, which each process reads."""
+  out, init_from = str(tmp_path / "two.npz"), str(tmp_path / "backbone.npz")
+  config = multihost_worker.config(init_from)
+  model = build_segmenter(config.model, config.dataset.num_classes)
+  shapes = jax.eval_shape(lambda: model.init(jax.random.key(1), jnp.zeros((1, 48, 48, 3))))
+  rng = np.random.default_rng(1)
+  weights.save(init_from, {c: {"backbone": jax.tree.map(
+      lambda s: rng.uniform(0.5, 1.5, s.shape).astype(np.float32), v["backbone"])}
+                           for c, v in shapes.items()}, {"arch": "seed"})
+  _launch([os.path.join(TESTS, "multihost_worker.py"), out, data_dir, init_from])
   two = np.load(out)
   assert int(two["num_processes"]) == 2 and int(two["num_devices"]) == 8
-  config = multihost_worker.config()
   for devices in (jax.devices(), jax.devices()[:1]):
     losses, variables = multihost_worker.run(config, parallel.make_mesh(devices))
     np.testing.assert_allclose(two["losses"], losses, rtol=1e-5)
     assert len(variables) == len([k for k in two.files if k.startswith("var")])
     for name, value in variables.items():
       np.testing.assert_allclose(two["var" + name], value, rtol=1e-4, atol=1e-5, err_msg=name)
+  assert not np.allclose(losses, multihost_worker.run(multihost_worker.config(), parallel.make_mesh())[0])
   # Each process scored only its half of the eval split, then they gathered: the figures are the
   # ones a single process gets for the whole split.
   one = oracle.score(tiny_panoptic_config(data_dir), str(tmp_path / "one"))

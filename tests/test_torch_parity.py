@@ -71,3 +71,12 @@ def test_truncated_pth_is_named(tmp_path):
   with pytest.raises(UserError, match=r"Cannot read '.*cut.pth' as a PyTorch checkpoint \(.*\); it is "
                      r"truncated or not a checkpoint: download it again."):
     convert.convert_file(str(pth), str(tmp_path / "w.npz"), "resnet18", "torchvision")
+
+
+def test_pth_with_python_objects_says_to_save_the_state_dict_alone(tmp_path):
+  model, _ = _weighted("torchvision", "resnet18")
+  pth = tmp_path / "train.pth"
+  torch.save({"model": model.state_dict(), "args": __import__("argparse").Namespace(lr=0.1)}, pth)
+  with pytest.raises(UserError, match=r"holds Python objects besides tensors \(.*\); load it in PyTorch "
+                     r"and torch.save its state dict \(e.g. checkpoint\['model'\]\) alone."):
+    convert.convert_file(str(pth), str(tmp_path / "w.npz"), "resnet18", "torchvision")

@@ -9,7 +9,8 @@ on a V1c ResNet with an auxiliary head. mmsegmentation resizes each image toward
 scaling; segjax scales the images as they are (most are 512 on the short side). Eval pads each
 validation image to 1600x1600, the largest one's size.
 
-Backbone: torchvision's ResNet50_Weights.IMAGENET1K_V1, converted once (README, "Pretrained backbones"):
+Backbone: torchvision's ResNet50_Weights.IMAGENET1K_V1, https://download.pytorch.org/models/
+resnet50-0676ba61.pth, converted once (README.md, "Pretrained backbones"):
 python -m segjax.convert --arch=resnet50 --in=resnet50-0676ba61.pth \
     --out=~/.cache/segjax/resnet50_imagenet1k_v1.safetensors
 

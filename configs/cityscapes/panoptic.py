@@ -8,7 +8,8 @@ Target: PQ 60.3, mIoU 78.2, mask AP 33.2 on val, single scale (detectron2's proj
 README.md). That number starts from ImageNet weights on an R-52 (deep stem) with multi-grid
 (1, 2, 4) dilation in the last stage; segjax's ResNet-50 has the basic stem and neither.
 
-Backbone: torchvision's ResNet50_Weights.IMAGENET1K_V1, converted once (README, "Pretrained backbones"):
+Backbone: torchvision's ResNet50_Weights.IMAGENET1K_V1, https://download.pytorch.org/models/
+resnet50-0676ba61.pth, converted once (README.md, "Pretrained backbones"):
 python -m segjax.convert --arch=resnet50 --in=resnet50-0676ba61.pth \
     --out=~/.cache/segjax/resnet50_imagenet1k_v1.safetensors
 

@@ -7,7 +7,8 @@ Target: 80.09 mIoU on val, single scale (mmsegmentation's configs/deeplabv3plus/
 multi-scale + flip). That number starts from ImageNet weights on a V1c (deep stem) ResNet with an
 auxiliary FCN head and photometric distortion, which segjax does not have yet.
 
-Backbone: torchvision's ResNet50_Weights.IMAGENET1K_V1, converted once (README, "Pretrained backbones"):
+Backbone: torchvision's ResNet50_Weights.IMAGENET1K_V1, https://download.pytorch.org/models/
+resnet50-0676ba61.pth, converted once (README.md, "Pretrained backbones"):
 python -m segjax.convert --arch=resnet50 --in=resnet50-0676ba61.pth \
     --out=~/.cache/segjax/resnet50_imagenet1k_v1.safetensors
 

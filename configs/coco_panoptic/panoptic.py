@@ -8,7 +8,8 @@ Target: PQ 35.5 on val2017, single scale (detectron2's projects/Panoptic-DeepLab
 uses depthwise-separable convolutions in the heads and an R-52 deep stem). Crowd regions are scored
 as the COCO panoptic API scores them.
 
-Backbone: torchvision's ResNet50_Weights.IMAGENET1K_V1, converted once (README, "Pretrained backbones"):
+Backbone: torchvision's ResNet50_Weights.IMAGENET1K_V1, https://download.pytorch.org/models/
+resnet50-0676ba61.pth, converted once (README.md, "Pretrained backbones"):
 python -m segjax.convert --arch=resnet50 --in=resnet50-0676ba61.pth \
     --out=~/.cache/segjax/resnet50_imagenet1k_v1.safetensors
 

@@ -7,7 +7,8 @@ Target: no DeepLabV3+ result on COCO panoptic's 133 classes is published; the ne
 semantic branch of Panoptic-DeepLab, 54.75 mIoU on val2017 (deeplab2's g3doc/projects/
 panoptic_deeplab.md, ResNet-50 at output stride 32, from ImageNet weights).
 
-Backbone: torchvision's ResNet50_Weights.IMAGENET1K_V1, converted once (README, "Pretrained backbones"):
+Backbone: torchvision's ResNet50_Weights.IMAGENET1K_V1, https://download.pytorch.org/models/
+resnet50-0676ba61.pth, converted once (README.md, "Pretrained backbones"):
 python -m segjax.convert --arch=resnet50 --in=resnet50-0676ba61.pth \
     --out=~/.cache/segjax/resnet50_imagenet1k_v1.safetensors
 

@@ -4,7 +4,8 @@ README.md, "Your own data"): the settings of configs/pascal_voc/semantic.py (512
 the folder's classes.json. Add `--config.model.instance_head=center_offset` when the folder has
 instance/ PNGs.
 
-Backbone: torchvision's ResNet50_Weights.IMAGENET1K_V1, converted once (README, "Pretrained backbones"):
+Backbone: torchvision's ResNet50_Weights.IMAGENET1K_V1, https://download.pytorch.org/models/
+resnet50-0676ba61.pth, converted once (README.md, "Pretrained backbones"):
 python -m segjax.convert --arch=resnet50 --in=resnet50-0676ba61.pth \
     --out=~/.cache/segjax/resnet50_imagenet1k_v1.safetensors
 

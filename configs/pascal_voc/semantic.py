@@ -7,7 +7,8 @@ number trains on VOC train + the SBD-augmented set (10,582 images) from ImageNet
 segjax reads the official VOC 2012 segmentation files, whose train list has 1,464 images, so expect
 less until SBD is added.
 
-Backbone: torchvision's ResNet50_Weights.IMAGENET1K_V1, converted once (README, "Pretrained backbones"):
+Backbone: torchvision's ResNet50_Weights.IMAGENET1K_V1, https://download.pytorch.org/models/
+resnet50-0676ba61.pth, converted once (README.md, "Pretrained backbones"):
 python -m segjax.convert --arch=resnet50 --in=resnet50-0676ba61.pth \
     --out=~/.cache/segjax/resnet50_imagenet1k_v1.safetensors
 

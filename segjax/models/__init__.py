@@ -1,6 +1,6 @@
 """Flax Linen models. Imports jax, flax and einops only: copy a file out and it still works."""
 from segjax.models.backbones import BACKBONES, PixelNet, SeedNet
-from segjax.models.classifier import ImageClassifier
+from segjax.models.classifier import ImageClassifier, imagenet_classifier
 from segjax.models.convnext import ConvNeXt, convnext_base, convnext_large, convnext_small, convnext_tiny
 from segjax.models.instance_heads import CenterOffsetHead, INSTANCE_HEADS
 from segjax.models.resnet import ResNet, resnet18, resnet34, resnet50, resnet101, resnet152

@@ -3,6 +3,9 @@ end (pooled features and logits against PyTorch's) and reused as a classifier.""
 import flax.linen as nn
 import jax.numpy as jnp
 
+from segjax.models.backbones import BACKBONES
+from segjax.models.layers import layer_norm
+
 
 class PooledClassifier(nn.Module):
   """Global average pool, then LayerNorm (ConvNeXt's head) or nothing (ResNet's), then linear."""
@@ -13,7 +16,7 @@ class PooledClassifier(nn.Module):
   def __call__(self, features):
     pooled = jnp.mean(features.astype(jnp.float32), axis=(1, 2))
     if self.norm:
-      pooled = nn.LayerNorm(epsilon=1e-6, use_fast_variance=False, name="norm")(pooled)
+      pooled = layer_norm(jnp.float32, "norm")(pooled)
     return pooled, nn.Dense(self.num_classes, name="fc")(pooled)
 
 
@@ -28,3 +31,10 @@ class ImageClassifier(nn.Module):
     features = self.backbone(images, train)
     pooled, logits = PooledClassifier(self.num_classes, self.head_norm, name="classifier")(features["out"])
     return {**features, "pooled": pooled, "logits": logits}
+
+
+def imagenet_classifier(arch, num_classes=1000, output_stride=32):
+  """The ImageNet classifier torchvision and timm build on backbone `arch` (ResNet or ConvNeXt)."""
+  resnet = arch.startswith("resnet")
+  backbone = BACKBONES[arch](**({"output_stride": output_stride} if resnet else {}))
+  return ImageClassifier(backbone, num_classes=num_classes, head_norm=not resnet)

@@ -12,14 +12,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from segjax.models.layers import standardise
+from segjax.models.layers import layer_norm, standardise
 
 _INIT = nn.initializers.truncated_normal(0.02)
-
-
-def _norm(dtype, name):
-  # Exact two-pass variance: PyTorch's LayerNorm, not E[x^2] - E[x]^2.
-  return nn.LayerNorm(epsilon=1e-6, use_fast_variance=False, dtype=dtype, name=name)
 
 
 class Block(nn.Module):
@@ -32,7 +27,7 @@ class Block(nn.Module):
   def __call__(self, x, train):
     y = nn.Conv(self.dim, (7, 7), padding=((3, 3), (3, 3)), feature_group_count=self.dim,
                 kernel_init=_INIT, dtype=self.dtype, name="dwconv")(x)
-    y = _norm(self.dtype, "norm")(y)
+    y = layer_norm(self.dtype, "norm")(y)
     y = nn.Dense(4 * self.dim, kernel_init=_INIT, dtype=self.dtype, name="fc1")(y)
     y = nn.gelu(y, approximate=False)  # PyTorch's nn.GELU; Flax's default is the tanh approximation
     y = nn.Dense(self.dim, kernel_init=_INIT, dtype=self.dtype, name="fc2")(y)
@@ -67,7 +62,7 @@ class _Downsample(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    x = _norm(self.dtype, "norm")(x)
+    x = layer_norm(self.dtype, "norm")(x)
     return nn.Conv(self.dim, (2, 2), (2, 2), padding="VALID", kernel_init=_INIT, dtype=self.dtype,
                    name="conv")(x)
 
@@ -80,7 +75,7 @@ class _Stem(nn.Module):
   def __call__(self, x):
     x = nn.Conv(self.dim, (4, 4), (4, 4), padding="VALID", kernel_init=_INIT, dtype=self.dtype,
                 name="conv")(x)
-    return _norm(self.dtype, "norm")(x)
+    return layer_norm(self.dtype, "norm")(x)
 
 
 class ConvNeXt(nn.Module):

@@ -32,6 +32,12 @@ def conv_padding(padding, kernel, dilation=1):
   raise ValueError(f"Unknown padding '{padding}': choose torch or same.")
 
 
+def layer_norm(dtype, name):
+  """PyTorch's LayerNorm as ConvNeXt uses it: epsilon 1e-6 and the exact two-pass variance (not
+  E[x^2] - E[x]^2)."""
+  return nn.LayerNorm(epsilon=1e-6, use_fast_variance=False, dtype=dtype, name=name)
+
+
 class FrozenBatchNorm(nn.Module):
   """BatchNorm with fixed statistics and affine parameters, as detectron2's FrozenBatchNorm2d.
 
@@ -45,7 +51,8 @@ class FrozenBatchNorm(nn.Module):
   @nn.compact
   def __call__(self, x):
     c = x.shape[-1]
-    fixed = lambda name, value: self.variable("batch_stats", name, lambda: jnp.full((c,), value, jnp.float32)).value
+    fixed = lambda name, value: self.variable("batch_stats", name,
+                                              lambda: jnp.full((c,), value, jnp.float32)).value
     scale, bias, mean, var = fixed("scale", 1.0), fixed("bias", 0.0), fixed("mean", 0.0), fixed("var", 1.0)
     mul = scale * jax.lax.rsqrt(var + self.epsilon)
     return x * mul.astype(self.dtype) + (bias - mean * mul).astype(self.dtype)

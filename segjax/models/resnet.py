@@ -88,10 +88,14 @@ class ResNet(nn.Module):
   frozen_bn: bool = False  # BatchNorm kept as loaded (detectron2's FrozenBN)
   dtype: Any = jnp.float32
 
-  @nn.compact
-  def __call__(self, images, train):
+  def __post_init__(self):  # at construction, where build_segmenter turns it into a sentence
     if self.output_stride not in (8, 16, 32):
       raise ValueError(f"ResNet output_stride must be 8, 16 or 32, not {self.output_stride}.")
+    conv_padding(self.padding, 1)
+    super().__post_init__()
+
+  @nn.compact
+  def __call__(self, images, train):
     kwargs = dict(padding=self.padding, frozen_bn=self.frozen_bn, dtype=self.dtype)
     x = standardise(images, self.dtype)
     stem = ConvBN(self.width, kernel=7, stride=2, name="stem", **kwargs)(x, train)

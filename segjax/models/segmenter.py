@@ -1,4 +1,5 @@
 """Joins a backbone and heads, chosen by name in the config."""
+import dataclasses
 from typing import Optional
 
 import flax.linen as nn
@@ -33,15 +34,26 @@ def _pick(table, name, what):
   return table[name]
 
 
+def _build(table, model_config, what, **given):
+  """The module `config.model.<what>` names, with its `<what>_kwargs`, each checked by name."""
+  factory = _pick(table, model_config[what], what)
+  kwargs = dict(model_config.get(f"{what}_kwargs", {}))
+  module = getattr(factory, "func", factory)  # a partial of a Flax module, or the module
+  bound = set(given) | {"parent", "name"}  # a partial's own keywords may be overridden
+  takes = [f.name for f in dataclasses.fields(module) if f.name not in bound]
+  for key in kwargs:
+    if key not in takes:
+      raise ValueError(f"config.model.{what}_kwargs has '{key}', which {model_config[what]} does not "
+                       f"take; it takes {', '.join(takes) or 'nothing'}.")
+  return factory(**given, **kwargs)
+
+
 def build_segmenter(model_config, num_classes):
   """Builds a Segmenter from `config.model` (backbone and heads by name, their kwargs, dtype)."""
   dtype = _pick(DTYPES, model_config.dtype, "dtype")
-  backbone = _pick(BACKBONES, model_config.backbone, "backbone")(
-      dtype=dtype, **model_config.get("backbone_kwargs", {}))
-  head = _pick(SEMANTIC_HEADS, model_config.semantic_head, "semantic_head")(
-      num_classes=num_classes, dtype=dtype, **model_config.get("semantic_head_kwargs", {}))
+  backbone = _build(BACKBONES, model_config, "backbone", dtype=dtype)
+  head = _build(SEMANTIC_HEADS, model_config, "semantic_head", num_classes=num_classes, dtype=dtype)
   instance_head = None
   if model_config.get("instance_head"):
-    instance_head = _pick(INSTANCE_HEADS, model_config.instance_head, "instance_head")(
-        dtype=dtype, **model_config.get("instance_head_kwargs", {}))
+    instance_head = _build(INSTANCE_HEADS, model_config, "instance_head", dtype=dtype)
   return Segmenter(backbone=backbone, semantic_head=head, instance_head=instance_head)
