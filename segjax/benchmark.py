@@ -11,7 +11,6 @@ The batch stays on the devices, so the figures are the step's own, not the input
 `--input` prints one `input` line instead: the images/s that decoding, augmentation, targets and
 batching deliver on this process, and per CPU core, for any training config.
 """
-import functools
 import json
 import os
 import sys
@@ -23,7 +22,7 @@ import jax.numpy as jnp
 from ml_collections import config_flags
 
 from segjax import config as config_lib
-from segjax import parallel, train
+from segjax import inference, parallel, train
 from segjax.errors import UserError
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Benchmark config (configs/bench/*.py).",
@@ -43,15 +42,6 @@ def synthetic_batch(config, mesh, rng):
     batch.update(center=jax.random.uniform(keys[2], (n, size, size)), center_weight=ones,
                  offsets=jax.random.normal(keys[3], (n, size, size, 2)) * 8, offset_weight=ones)
   return jax.device_put(batch, parallel.batch_sharding(mesh))
-
-
-def inference_step(state, images, *, model, config):
-  """What a deployed model runs: the forward pass, plus instance and panoptic post-processing when
-  the model has an instance head."""
-  outputs = model.apply({"params": state.params, "batch_stats": state.batch_stats}, images, train=False)
-  if "center" not in outputs:
-    return outputs["semantic_logits"]
-  return train.postprocess_batch(outputs, jnp.argmax(outputs["semantic_logits"], -1), config)
 
 
 def _cost(compiled):
@@ -142,12 +132,14 @@ def run(config, devices=None):
     report("train", seconds, flops, planned)
 
   if "infer" in bench.modes:
-    infer = jax.jit(functools.partial(inference_step, model=model, config=config),
+    # What a deployed model runs: the forward pass and its post-processing, under config.eval.
+    infer = jax.jit(inference.make_inference_fn(model, config),
                     in_shardings=(parallel.replicated(mesh), parallel.batch_sharding(mesh)))
-    compiled = infer.lower(state, batch["image"]).compile()
+    variables = {"params": state.params, "batch_stats": state.batch_stats}
+    compiled = infer.lower(variables, batch["image"]).compile()
     flops, planned = _cost(compiled)
-    step = lambda _, s, images: compiled(s, images)
-    seconds, _ = _time(step, None, (state, batch["image"]), bench.warmup_steps, bench.steps)
+    step = lambda _, v, images: compiled(v, images)
+    seconds, _ = _time(step, None, (variables, batch["image"]), bench.warmup_steps, bench.steps)
     report("infer", seconds, flops, planned)
   return records
 

@@ -64,6 +64,17 @@ def base_config():
       top_k=16,  # instance slots per image
       min_stuff_area=64,
   ))
+  c.eval = ml_collections.ConfigDict(dict(  # how eval, predict, the benchmark and export infer
+      mode="whole",  # whole: each image at once | slide: windows averaged where they overlap
+      window=config_dict.placeholder(tuple),  # (height, width) of a window; the crop size if unset
+      stride=config_dict.placeholder(tuple),  # (height, width); two thirds of the window if unset
+      # Pixels at each window's inner borders left out of the average (0: mmsegmentation's plain
+      # mean). A model whose receptive field reaches no further than this gives, by windows, its
+      # whole-image output; at most (window - stride) // 2.
+      margin=0,
+      scales=(1.0,),  # the image resized by each factor, outputs averaged back at its size
+      flip=False,  # also the mirrored image of each scale
+  ))
   c.optimizer = ml_collections.ConfigDict(dict(
       name="adamw",  # adamw | sgd
       lr=1e-3,

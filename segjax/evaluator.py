@@ -13,14 +13,15 @@ from segjax.evaluation.panoptic_files import PanopticFiles
 
 
 def evaluate(eval_fn, state, eval_data, mesh, config, class_names, step, workdir, writer,
-             official_files=False):
+             official_files=False, kind="eval", extra=None, notes=None):
   """mIoU and pixel accuracy; with an instance head also COCO mask AP and PQ.
 
   Each image is scored inside its own height and width: the padding never reaches a metric.
   Appends one line to metrics.jsonl and, for instances, writes the COCO ground truth and results it
   scored under WORKDIR/eval/<step>/; with `official_files`, also the predicted label PNGs and the
   COCO panoptic PNGs and JSON of predictions and ground truth there. Every process must call it;
-  only process 0 scores instances and writes, and its return value is the one to read.
+  only process 0 scores instances and writes, and its return value is the one to read. The line's
+  `kind` is `kind`, with the scalars `extra()` gives after the pass and the JSON `notes` added.
   """
   ds = config.dataset
   main = jax.process_index() == 0  # every process computes and gathers; process 0 scores and writes
@@ -75,9 +76,10 @@ def evaluate(eval_fn, state, eval_data, mesh, config, class_names, step, workdir
     scalars.update(pq.result())
   if panoptic_files is not None:
     panoptic_files.write()
-  writer.write(step, "eval", scalars, extra={"iou_per_class": metrics["iou_per_class"]})
+  scalars.update(extra() if extra else {})
+  writer.write(step, kind, scalars, extra={"iou_per_class": metrics["iou_per_class"], **(notes or {})})
   if pictures is not None:
-    writer.images(step, "eval/image_truth_prediction",
+    writer.images(step, f"{kind}/image_truth_prediction",
                   visualize.side_by_side(*pictures, ds.num_classes, ds.ignore_label, ds.get("colormap")))
-  logging.info("eval at step %d: %s", step, ", ".join(f"{k} {v:.4f}" for k, v in scalars.items()))
+  logging.info("%s at step %d: %s", kind, step, ", ".join(f"{k} {v:.4f}" for k, v in scalars.items()))
   return scalars

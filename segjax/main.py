@@ -1,6 +1,7 @@
 """Trains and evaluates a segmentation model.
 
 python -m segjax.main --config=configs/semantic.py --workdir=/tmp/run [--config.total_steps=2000]
+python -m segjax.main --config=configs/semantic.py --workdir=/tmp/run --eval_only --config.eval.flip=True
 
 Multi-host: the same command on every process, with --distributed where the cluster describes
 itself (TPU VM pods, SLURM) or --coordinator_address/--num_processes/--process_id (see launch/).
@@ -27,6 +28,8 @@ _COORDINATOR = flags.DEFINE_string(
     "Default: SEGJAX_COORDINATOR_ADDRESS.")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Default: SEGJAX_NUM_PROCESSES.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "Default: SEGJAX_PROCESS_ID.")
+_EVAL_ONLY = flags.DEFINE_bool("eval_only", False, "Score the workdir's latest checkpoint under --config "
+                                "(e.g. --config.eval.flip=True) instead of training.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -86,7 +89,7 @@ def main(argv):
     if jax.process_index() != 0:  # one progress log per run, from process 0; warnings from all
       logging.set_verbosity(logging.WARNING)
     from segjax import train  # after jax.distributed: importing the models must not start a backend
-    train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    (train.evaluate_checkpoint if _EVAL_ONLY.value else train.train_and_evaluate)(_CONFIG.value, _WORKDIR.value)
   except UserError as e:
     sys.exit(f"segjax: error: {e}")  # to stderr once, without a traceback
 

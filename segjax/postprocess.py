@@ -10,14 +10,21 @@ import jax.numpy as jnp
 VOID = -1
 
 
-def find_centers(center, threshold, nms_kernel, top_k):
+def find_centers(center, threshold, nms_kernel, top_k, sort=False):
   """Peaks of one (H, W) heatmap: max-pool NMS, a score threshold, then the top K.
 
+  With `sort`, the top K come from a full sort instead of lax.top_k: the same K (ties to the lower
+  index), ~80x slower on a CPU, but free of the composite op jax lowers top_k to, which readers of
+  older StableHLO (TensorFlow 2.21's SavedModel) cannot load.
   Returns yx (K, 2) int32, score (K,) and valid (K,) bool.
   """
   pooled = jax.lax.reduce_window(center, -jnp.inf, jax.lax.max, (nms_kernel, nms_kernel), (1, 1), "SAME")
-  peaks = jnp.where((center == pooled) & (center > threshold), center, -jnp.inf)
-  score, index = jax.lax.top_k(peaks.ravel(), top_k)
+  peaks = jnp.where((center == pooled) & (center > threshold), center, -jnp.inf).ravel()
+  if sort:
+    index = jnp.argsort(-peaks, stable=True)[:top_k]
+    score = peaks[index]
+  else:
+    score, index = jax.lax.top_k(peaks, top_k)
   yx = jnp.stack(jnp.unravel_index(index, center.shape), axis=-1).astype(jnp.int32)
   return yx, score, jnp.isfinite(score)
 
@@ -37,12 +44,13 @@ def group_pixels(offsets, yx, valid):
   return jnp.argmin(d2, axis=-1).reshape(h, w)
 
 
-def instances(semantic_logits, center, offsets, *, thing_classes, threshold=0.1, nms_kernel=7, top_k=16):
+def instances(semantic_logits, center, offsets, *, thing_classes, threshold=0.1, nms_kernel=7, top_k=16,
+              sort=False):
   """One image's K instances from the dense outputs.
 
   semantic_logits (H, W, C), center (H, W), offsets (H, W, 2). Every pixel predicted as a thing
   class joins its nearest centre; each instance takes the majority thing class of its pixels and
-  the score centre * mean class probability. Returns instance_map (H, W) int32 (slot + 1, 0 where
+  the score centre * mean class probability; `sort` as in find_centers. Returns instance_map (H, W) int32 (slot + 1, 0 where
   no instance), valid (K,), classes (K,) int32, scores (K,).
   """
   num_classes = semantic_logits.shape[-1]
@@ -50,7 +58,7 @@ def instances(semantic_logits, center, offsets, *, thing_classes, threshold=0.1,
   semantic = jnp.argmax(probs, axis=-1)
   thing = jnp.zeros(num_classes, bool).at[jnp.asarray(thing_classes)].set(True)
   is_thing = thing[semantic]
-  yx, peak, valid = find_centers(center.astype(jnp.float32), threshold, nms_kernel, top_k)
+  yx, peak, valid = find_centers(center.astype(jnp.float32), threshold, nms_kernel, top_k, sort)
   owner = group_pixels(offsets.astype(jnp.float32), yx, valid)
   # Per-slot sums by bincount over (slot, class): no (K, H, W) masks, no (H, W, C) one-hot.
   slot = jnp.where(is_thing, owner, top_k).ravel()  # pixels of no thing class go to a spare slot

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import optax
 
 from segjax import config as config_lib
-from segjax import losses, parallel, postprocess, pretrained
+from segjax import inference, losses, parallel, pretrained
 from segjax.evaluator import evaluate
 from segjax.checkpoint import Checkpointer
 from segjax.curves import plot_curves
@@ -104,37 +104,19 @@ def train_step(state, batch, *, model, tx, schedule, loss_config, ignore_label, 
   return new_state, metrics
 
 
-def postprocess_batch(outputs, semantic, config):
-  """Instances and panoptic maps of a batch of dense outputs, per `config.postprocess`."""
-  things, pp = tuple(config.dataset.thing_classes), config.postprocess
-  instances = jax.vmap(functools.partial(
-      postprocess.instances, thing_classes=things, threshold=pp.center_threshold,
-      nms_kernel=pp.nms_kernel, top_k=pp.top_k))(outputs["semantic_logits"], outputs["center"],
-                                                  outputs["offsets"])
-  panoptic = jax.vmap(functools.partial(
-      postprocess.panoptic_fusion, thing_classes=things, min_stuff_area=pp.min_stuff_area,
-      label_divisor=config.dataset.label_divisor))(semantic, instances)
-  return {"instances": instances, "panoptic": panoptic}
+def eval_step(state, batch, *, infer, config):
+  """The common outputs of one global batch, post-processed on device, and its confusion matrix
+  (padding excluded)."""
+  return scored(infer({"params": state.params, "batch_stats": state.batch_stats}, batch["image"]), batch,
+                config)
 
 
-def eval_step(state, batch, *, model, config):
-  """Confusion matrix of one global batch (padding excluded), the predicted label maps and, with an
-  instance head, the instances and panoptic maps, all post-processed on device."""
-  outputs = model.apply({"params": state.params, "batch_stats": state.batch_stats},
-                        batch["image"], train=False)
-  return eval_outputs(outputs, batch, config)
-
-
-def eval_outputs(outputs, batch, config):
-  """What eval_step returns, from a batch's dense outputs: tests feed it outputs of their own."""
+def scored(result, batch, config):
+  """`result`, the common outputs of a batch, with the confusion matrix of its semantic map: tests
+  feed it outputs of their own."""
   ds = config.dataset
-  pred = jnp.argmax(outputs["semantic_logits"], -1)
-  result = {"confusion": confusion_matrix(pred, batch["semantic"], batch["valid"], ds.num_classes,
-                                          ds.ignore_label),
-            "semantic": pred}
-  if "center" in outputs:
-    result.update(postprocess_batch(outputs, pred, config))
-  return result
+  return {**result, "confusion": confusion_matrix(result["semantic"], batch["semantic"], batch["valid"],
+                                                  ds.num_classes, ds.ignore_label)}
 
 
 def compile_steps(model, tx, schedule, config, mesh):
@@ -146,7 +128,8 @@ def compile_steps(model, tx, schedule, config, mesh):
                         ignore_label=ds.ignore_label, seed=config.seed),
       in_shardings=(rep, split), out_shardings=(rep, rep), donate_argnums=0)
   # Outputs keep the batch split; the confusion matrix, a sum over it, comes out replicated.
-  eval_fn = jax.jit(functools.partial(eval_step, model=model, config=config), in_shardings=(rep, split))
+  infer = inference.make_inference_fn(model, config)
+  eval_fn = jax.jit(functools.partial(eval_step, infer=infer, config=config), in_shardings=(rep, split))
   return train, eval_fn
 
 
@@ -192,6 +175,44 @@ def train_and_evaluate(config, workdir):
     return _train(config, workdir, mesh, ckpt)
   finally:  # an in-flight async save completes even when the run stops on an error
     ckpt.close()
+
+
+def evaluate_checkpoint(config, workdir):
+  """Scores the latest checkpoint in `workdir` under `config`, whose config.eval may name another
+  protocol than the run was evaluated with; appends an `eval_only` line to metrics.jsonl with the
+  protocol and the seconds per image of the eval step (its first, compiling, batch left out)."""
+  from segjax import data  # pylint: disable=g-import-not-at-top  (TensorFlow stays out of the steps)
+
+  config_lib.validate(config)
+  mesh = parallel.make_mesh()
+  parallel.check_batch_size(config.eval_batch_size, mesh, "config.eval_batch_size")
+  ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), config.keep_checkpoints)
+  try:
+    step = ckpt.latest_step()
+    if step is None:
+      raise UserError(f"No checkpoint in '{ckpt.directory}' to evaluate; train first without --eval_only.")
+    config, class_names = data.resolve(config)
+    _, _, eval_fn, state = setup(config, mesh)
+    state, _ = ckpt.restore(step, state)
+  finally:
+    ckpt.close()
+  seconds = []
+
+  def timed(state, batch):
+    start = time.perf_counter()
+    out = jax.block_until_ready(eval_fn(state, batch))
+    seconds.append(time.perf_counter() - start)
+    return out
+
+  per_image = lambda: {"seconds_per_image": sum(seconds[1:] or seconds) / max(len(seconds) - 1, 1)
+                                            / config.eval_batch_size}
+  writer = MetricsWriter(workdir)
+  try:
+    return evaluate(timed, state, data.EvalData(config, parallel.host_batch_size(config.eval_batch_size)),
+                    mesh, config, class_names, step, workdir, writer, kind="eval_only", extra=per_image,
+                    notes={"protocol": inference.protocol(config)._asdict()})
+  finally:
+    writer.close()
 
 
 def _train(config, workdir, mesh, ckpt):

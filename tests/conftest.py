@@ -21,3 +21,14 @@ def data_dir(tmp_path_factory):
   path = str(tmp_path_factory.mktemp("tfds"))
   tfds.builder("synthetic_scenes/tiny", data_dir=path).download_and_prepare()
   return path
+
+
+@pytest.fixture(scope="session")
+def panoptic_run(data_dir, tmp_path_factory):
+  """The workdir of a tiny panoptic run trained for two steps, every centre kept (threshold 0), so
+  its instances are many; for the tests that read a trained run."""
+  from segjax import train  # pylint: disable=g-import-not-at-top
+  workdir = str(tmp_path_factory.mktemp("panoptic_run"))
+  config = tiny_panoptic_config(data_dir, total_steps=2, eval_every=2, **{"postprocess.center_threshold": 0.0})
+  train.train_and_evaluate(config, workdir)
+  return workdir

@@ -12,7 +12,7 @@ import os
 import jax
 import jax.numpy as jnp
 
-from segjax import data, parallel, train
+from segjax import data, inference, parallel, train
 from segjax.evaluator import evaluate
 from segjax.metrics_writer import MetricsWriter
 
@@ -74,7 +74,7 @@ def eval_fn(config, mesh, flaws=True):
       outputs = {"semantic_logits": 10.0 * jax.nn.one_hot(batch["semantic"], ds.num_classes)}
     if not has_instances:  # a semantic model
       outputs = {"semantic_logits": outputs["semantic_logits"]}
-    result = train.eval_outputs(outputs, batch, config)
+    result = train.scored(inference.postprocess_outputs(outputs, config), batch, config)
     if not flaws and has_instances:
       result["instances"], result["panoptic"] = jax.vmap(functools.partial(
           truth_outputs, thing_classes=tuple(ds.thing_classes), ignore_label=ds.ignore_label,

@@ -1,0 +1,169 @@
+"""The one inference function: variables and images in, the common outputs out (semantic map, and
+with an instance head the instances and panoptic map), under the evaluation protocol the config
+names, all inside jit with static shapes. Eval, predict, the benchmark and export call it.
+
+Protocols (`config.eval`): the whole image at once, or sliding windows whose logits are averaged
+where they overlap; either at several scales and optionally mirrored, the dense outputs averaged
+back at the image's size. Offsets are displacements, not values: a mirrored pass's x offsets change
+sign, and a pass at scale s predicts offsets s times too long.
+"""
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from segjax import postprocess
+from segjax.errors import UserError
+
+_DISPLACEMENTS = ("offsets",)  # dense outputs in pixels (dy, dx): flipped and scaled as vectors
+
+
+class Protocol(NamedTuple):
+  mode: str  # whole | slide
+  window: tuple  # (height, width) of a sliding window
+  stride: tuple  # (height, width) between windows
+  margin: tuple  # pixels of a window's inner borders left out of the average
+  scales: tuple
+  flip: bool
+
+
+def protocol(config):
+  """The validated `config.eval` protocol; a sliding window defaults to the training crop and a
+  stride of two thirds of it (mmsegmentation's 769/513 on Cityscapes)."""
+  e = config.eval
+  if e.mode not in ("whole", "slide"):
+    raise UserError(f"config.eval.mode is '{e.mode}': choose whole or slide.")
+  scales = tuple(float(s) for s in e.scales)
+  if not scales or min(scales) <= 0:
+    raise UserError(f"config.eval.scales is {tuple(e.scales)}: give one or more factors > 0, e.g. (0.75, 1.0, 1.25).")
+  window = tuple(e.window or config.input.crop_size or ())
+  stride = tuple(e.stride or (max(-(-2 * n // 3), 1) for n in window))
+  margin = (e.margin, e.margin)
+  if e.mode == "slide":
+    for key, value in (("window", window), ("stride", stride)):
+      if len(value) != 2 or min(value) < 1:
+        raise UserError(f"config.eval.{key} is {value}: give (height, width), each >= 1.")
+    for axis in range(2):
+      overlap = window[axis] - stride[axis]
+      if overlap < 0:
+        raise UserError(f"config.eval.stride {stride} is larger than config.eval.window {window}: "
+                        "pixels between windows would have no prediction; use a stride <= the window.")
+      if not 0 <= margin[axis] <= overlap // 2:
+        raise UserError(f"config.eval.margin is {e.margin}: it must be between 0 and half the overlap "
+                        f"(window - stride) // 2 = {overlap // 2} on each axis, or some pixels would be "
+                        "in no window's average.")
+  return Protocol(e.mode, window, stride, margin, scales, bool(e.flip))
+
+
+def _starts(length, window, stride):
+  """Where each window begins along one axis: every `stride`, the last flush with the end."""
+  if length <= window:
+    return [0]
+  return sorted({min(i * stride, length - window) for i in range(-(-(length - window) // stride) + 1)})
+
+
+def _weight(start, window, length, margin):
+  """1 where a window's pixel counts in the average: all but `margin` pixels at its inner edges."""
+  w = np.ones(window, np.float32)
+  if margin and start > 0:
+    w[:margin] = 0
+  if margin and start + window < length:
+    w[window - margin:] = 0
+  return w
+
+
+def _spread(weight, x):
+  """(H, W) weights as a shape that broadcasts against an (N, H, W, ...) output."""
+  return weight.reshape((1, *weight.shape) + (1,) * (x.ndim - 3))
+
+
+def _slide(apply, images, p):
+  """Dense outputs of `images` from windows of p.window, one at a time (the memory of one window)."""
+  n, h, w, _ = images.shape
+  (wh, ww), (sh, sw) = p.window, p.stride
+  height, width = max(h, wh), max(w, ww)  # an image smaller than the window is padded to it
+  images = jnp.pad(images, ((0, 0), (0, height - h), (0, width - w), (0, 0)))
+  ys, xs = _starts(height, wh, sh), _starts(width, ww, sw)
+  corners = [(y, x) for y in ys for x in xs]
+  if len(corners) == 1:  # one window: the whole-image pass itself, bit for bit
+    return jax.tree.map(lambda o: o[:, :h, :w], apply(images))
+  crops = jnp.stack([images[:, y:y + wh, x:x + ww] for y, x in corners])
+  outs = jax.lax.map(apply, crops)
+  total = jax.tree.map(lambda o: jnp.zeros((n, height, width) + o.shape[4:], o.dtype), outs)
+  count = np.zeros((height, width), np.float32)
+  for i, (y, x) in enumerate(corners):
+    weight = np.outer(_weight(y, wh, height, p.margin[0]), _weight(x, ww, width, p.margin[1]))
+    count[y:y + wh, x:x + ww] += weight
+    total = jax.tree.map(lambda t, o: t.at[:, y:y + wh, x:x + ww].add(o[i] * _spread(weight, o[i])),
+                         total, outs)
+  return jax.tree.map(lambda t: (t / _spread(count, t))[:, :h, :w], total)
+
+
+def _flip(outputs):
+  """Mirrors dense outputs left-right; a displacement's x changes sign."""
+  flipped = {k: jnp.flip(v, axis=2) for k, v in outputs.items()}
+  for k in _DISPLACEMENTS:
+    if k in flipped:
+      flipped[k] = flipped[k] * jnp.array([1.0, -1.0], flipped[k].dtype)
+  return flipped
+
+
+def _resize(outputs, size):
+  """Dense outputs bilinearly resized to `size`; displacements also scaled by the resize factor."""
+  n, h, w = next(iter(outputs.values())).shape[:3]
+  resized = {k: jax.image.resize(v, (n, *size) + v.shape[3:], "bilinear") for k, v in outputs.items()}
+  for k in _DISPLACEMENTS:
+    if k in resized:
+      resized[k] = resized[k] * jnp.array([size[0] / h, size[1] / w], resized[k].dtype)
+  return resized
+
+
+def dense_outputs(apply, images, p):
+  """The model's dense outputs for `images` (N, H, W, 3) at (H, W), averaged over the protocol's
+  scales and flips; `apply` maps images to a dict of dense outputs at their size."""
+  size = images.shape[1:3]
+  one_pass = functools.partial(_slide, apply, p=p) if p.mode == "slide" else apply
+  passes = []
+  for scale in p.scales:
+    scaled = tuple(max(int(round(n * scale)), 1) for n in size)
+    x = images if scaled == size else jax.image.resize(images, (images.shape[0], *scaled, 3), "bilinear")
+    views = [(x, False)] + ([(jnp.flip(x, axis=2), True)] if p.flip else [])
+    for view, flipped in views:
+      out = one_pass(view)
+      out = _flip(out) if flipped else out
+      passes.append(out if scaled == size else _resize(out, size))
+  if len(passes) == 1:
+    return passes[0]
+  return jax.tree.map(lambda *xs: sum(xs) / len(xs), *passes)
+
+
+def postprocess_outputs(outputs, config, sort=False):
+  """The common outputs of a batch's dense outputs: the semantic map, and with centres and offsets
+  the instances and panoptic map, per `config.postprocess` (`sort`: see postprocess.find_centers)."""
+  semantic = jnp.argmax(outputs["semantic_logits"], -1).astype(jnp.int32)
+  result = {"semantic": semantic}
+  if "center" not in outputs:
+    return result
+  things, pp = tuple(config.dataset.thing_classes), config.postprocess
+  instances = jax.vmap(functools.partial(
+      postprocess.instances, thing_classes=things, threshold=pp.center_threshold,
+      nms_kernel=pp.nms_kernel, top_k=pp.top_k, sort=sort))(outputs["semantic_logits"], outputs["center"],
+                                                  outputs["offsets"])
+  panoptic = jax.vmap(functools.partial(
+      postprocess.panoptic_fusion, thing_classes=things, min_stuff_area=pp.min_stuff_area,
+      label_divisor=config.dataset.label_divisor))(semantic, instances)
+  return {**result, "instances": instances, "panoptic": panoptic}
+
+
+def make_inference_fn(model, config, sort=False):
+  """infer(variables, images) -> common outputs; pure and jittable. `variables` holds `params` and
+  `batch_stats`; images are (N, H, W, 3) in [0, 1]."""
+  p = protocol(config)
+
+  def infer(variables, images):
+    apply = lambda x: model.apply(variables, x, train=False)
+    return postprocess_outputs(dense_outputs(apply, images, p), config, sort)
+
+  return infer
