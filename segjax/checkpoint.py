@@ -27,10 +27,20 @@ class Checkpointer:
 
   def restore(self, step, like):
     """Restores step `step` into arrays shaped, typed and sharded like the state `like`."""
+    return self._restore(step, ocp.args.StandardRestore(jax.tree.map(ocp.utils.to_shape_dtype_struct, like)))
+
+  def restore_variables(self, step, like):
+    """The `params` and `batch_stats` of step `step` alone, shaped, typed and sharded like `like`
+    (a dict of those two, arrays or jax.ShapeDtypeStruct): no optimizer state is read."""
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
+    state, _ = self._restore(step, ocp.args.PyTreeRestore(
+        item=abstract, restore_args=ocp.checkpoint_utils.construct_restore_args(abstract), partial_restore=True))
+    return state
+
+  def _restore(self, step, state_args):
     try:
-      restored = self._manager.restore(step, args=ocp.args.Composite(
-          state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
+      restored = self._manager.restore(step, args=ocp.args.Composite(state=state_args,
+                                                                      meta=ocp.args.JsonRestore()))
     except Exception as e:  # orbax raises many types for a damaged or mismatched checkpoint
       if self._format(step) not in (None, FORMAT):
         raise UserError(f"Checkpoint step {step} in {self.directory} was written by an older segjax, "

@@ -1,84 +1,76 @@
 """Predicts with a trained run and draws what it sees.
 
-python -m segjax.predict --workdir=/tmp/panoptic --images=a.png,b.jpg --out=/tmp/pred
+python -m segjax.predict --workdir=/tmp/panoptic --images=a.png,photos/,'shots/*.jpg' --out=/tmp/pred
+
+--images takes files, folders (their images) and globs. Photos may be of any size and aspect ratio,
+grayscale, RGBA (composited on black), 16-bit (scaled by 65535) and EXIF-rotated (turned upright
+first). Inference is config.eval's protocol, on each image padded to a multiple of 32.
 
 For each image writes OUT/<name>.png (input | semantic map | instances, each in its own colour with
 class and score), OUT/<name>_masks.npz (semantic, panoptic, instance_map of slot + 1, classes, scores) and
-OUT/<name>_results.json (COCO-format instance results).
+OUT/<name>_results.json (COCO-format instance results). A file that cannot be read gets its sentence
+and the others are still written; the exit status is then 1.
 """
+import glob
 import json
 import os
 import sys
 
 from absl import app, flags
 import jax
-import jax.numpy as jnp
-import ml_collections
 import numpy as np
-from PIL import Image, ImageDraw, UnidentifiedImageError
+from PIL import Image, ImageDraw, ImageOps, UnidentifiedImageError
 
-from segjax import train, visualize
-from segjax.checkpoint import Checkpointer
+from segjax import inference, trained_run, visualize
 from segjax.errors import UserError
 from segjax.evaluation.coco import encode_mask
-from segjax.models import build_segmenter
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "A segjax run's workdir (config.json and checkpoints/).")
-_IMAGES = flags.DEFINE_list("images", None, "Image files to segment.")
-_OUT = flags.DEFINE_string("out", None, "Directory for the pictures, masks and results.")
 _STRIDE = 32  # images are padded to a multiple of the deepest backbone stride
 
 
-def load_run(workdir):
-  """(config, model, variables) of the latest checkpoint in `workdir`."""
-  config_path = os.path.join(workdir, "config.json")
-  if not os.path.exists(config_path):
-    raise UserError(f"No config.json in '{workdir}'; pass the --workdir of a segjax.main run.")
-  with open(config_path) as f:
-    config = ml_collections.ConfigDict(json.load(f))
-  if (not isinstance(config.input.crop_size, (list, tuple)) or config.dataset.get("label_divisor") is None
-      or "init_from" not in config.model):
-    raise UserError(f"'{workdir}' was trained by an older segjax (its config.json lacks keys this "
-                    "version reads, and its variables are named otherwise); train it again with this "
-                    "version.")
-  ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), config.keep_checkpoints)
-  step = ckpt.latest_step()
-  if step is None:
-    raise UserError(f"No checkpoint in '{ckpt.directory}'; train first with "
-                    f"python -m segjax.main --workdir={workdir}.")
-  model = build_segmenter(config.model, config.dataset.num_classes)
-  tx, _ = train.make_optimizer(config)
-  like = train.create_train_state(model, tx, jax.random.key(0), tuple(config.input.crop_size))
-  state, _ = ckpt.restore(step, like)
-  ckpt.close()
-  return config, model, {"params": state.params, "batch_stats": state.batch_stats}
+def image_paths(entries):
+  """The files that `entries` (files, folders, globs) name, in order, and a sentence for each entry
+  that names none."""
+  known = set(Image.registered_extensions())
+  paths, problems = [], []
+  for entry in entries:
+    if os.path.isdir(entry):
+      found = sorted(os.path.join(entry, name) for name in os.listdir(entry)
+                     if os.path.splitext(name)[1].lower() in known and os.path.isfile(os.path.join(entry, name)))
+      what = f"Folder '{entry}' holds no image files (by extension)."
+    elif glob.has_magic(entry):
+      found = sorted(p for p in glob.glob(entry, recursive=True) if os.path.isfile(p))
+      what = f"No file matches '{entry}'."
+    else:
+      found, what = [entry], None
+    if not found:
+      problems.append(what)
+    paths.extend(p for p in found if p not in paths)
+  return paths, problems
 
 
 def read_image(path):
-  """(H, W, 3) float32 in [0, 1], or UserError naming what is wrong with the file."""
+  """(H, W, 3) float32 in [0, 1], upright, or UserError naming what is wrong with the file."""
   if not os.path.isfile(path):
     raise UserError(f"Image '{path}' does not exist.")
   try:
     with Image.open(path) as im:
+      im = ImageOps.exif_transpose(im)  # photos are stored as the sensor saw them
+      if im.mode.startswith("I") or im.mode == "F":  # 16-bit (or wider) grayscale
+        gray = np.asarray(im, np.float32) / (1.0 if im.mode == "F" else 65535.0)
+        return np.repeat(np.clip(gray, 0, 1)[..., None], 3, axis=-1)
+      if "A" in im.getbands() or "transparency" in im.info:
+        rgba = np.asarray(im.convert("RGBA"), np.float32) / 255.0
+        return rgba[..., :3] * rgba[..., 3:]  # composited on black
       return np.asarray(im.convert("RGB"), np.float32) / 255.0
-  except (UnidentifiedImageError, OSError) as e:
-    raise UserError(f"'{path}' is not an image that Pillow can read ({type(e).__name__}).") from e
+  except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
+    raise UserError(f"'{path}' is not an image that Pillow can read ({type(e).__name__}: {e}).") from e
 
 
 def make_predict_fn(config, model):
-  """Jitted image -> semantic map, instances and panoptic map, post-processed on device."""
-
-  @jax.jit
-  def predict(variables, image):
-    out = model.apply(variables, image[None], train=False)
-    semantic = jnp.argmax(out["semantic_logits"], -1)
-    result = {"semantic": semantic}
-    if "center" in out:
-      post = train.postprocess_batch(out, semantic, config)
-      result.update(post["instances"], panoptic=post["panoptic"])
-    return jax.tree.map(lambda x: x[0], result)
-
-  return predict
+  """Jitted (variables, image) -> semantic map, instances and panoptic map of one image."""
+  infer = inference.make_inference_fn(model, config)
+  return jax.jit(lambda variables, image: jax.tree.map(lambda x: x[0], infer(variables, image[None])))
 
 
 def draw(image, pred, class_names, colormap=None):
@@ -101,9 +93,25 @@ def draw(image, pred, class_names, colormap=None):
                                         axis=1))
 
 
-def predict_files(workdir, images, out):
-  config, model, variables = load_run(workdir)
-  images = [(path, read_image(path)) for path in images]  # every file checked before any work
+def predict_one(predict, variables, image):
+  """What the model predicts for one (H, W, 3) image, at its size."""
+  h, w = image.shape[:2]
+  padded = np.zeros((-(-h // _STRIDE) * _STRIDE, -(-w // _STRIDE) * _STRIDE, 3), np.float32)
+  padded[:h, :w] = image
+  pred = jax.device_get(predict(variables, padded))
+  pred = {**pred.pop("instances", {}), **pred}  # one flat dict of what the files hold
+  pred = {k: (v[..., :h, :w] if np.ndim(v) >= 2 else v) for k, v in pred.items()}
+  if "instance_map" in pred:  # an instance found only in the padding is no instance
+    found = np.zeros(len(pred["valid"]) + 1, bool)
+    found[pred["instance_map"]] = True
+    pred["valid"] = pred["valid"] & found[1:]
+  return pred
+
+
+def predict_files(workdir, entries, out):
+  """Segments every image `entries` names into `out`; returns the sentences of those it could not."""
+  config, model, variables = trained_run.load(workdir)
+  paths, problems = image_paths(entries)
   os.makedirs(out, exist_ok=True)
   class_names = [str(i) for i in range(config.dataset.num_classes)]
   names_path = os.path.join(workdir, "class_names.json")
@@ -111,17 +119,21 @@ def predict_files(workdir, images, out):
     with open(names_path) as f:
       class_names = json.load(f)
   predict = make_predict_fn(config, model)
-  for image_id, (path, image) in enumerate(images):
-    h, w = image.shape[:2]
-    padded = np.zeros((-(-h // _STRIDE) * _STRIDE, -(-w // _STRIDE) * _STRIDE, 3), np.float32)
-    padded[:h, :w] = image
-    pred = jax.device_get(predict(variables, padded))
-    pred = {k: (v[..., :h, :w] if np.ndim(v) >= 2 else v) for k, v in pred.items()}
-    if "instance_map" in pred:  # an instance found only in the padding is no instance
-      found = np.zeros(len(pred["valid"]) + 1, bool)
-      found[pred["instance_map"]] = True
-      pred["valid"] = pred["valid"] & found[1:]
-    stem = os.path.join(out, os.path.splitext(os.path.basename(path))[0])
+  stems = set()
+  for image_id, path in enumerate(paths):
+    try:
+      image = read_image(path)
+    except UserError as e:
+      problems.append(str(e))
+      continue
+    pred = predict_one(predict, variables, image)
+    stem = name = os.path.splitext(os.path.basename(path))[0]
+    for n in range(2, len(paths) + 2):  # a.png and a.jpg, or two folders' a.png: a and a_2
+      if stem not in stems:
+        break
+      stem = f"{name}_{n}"
+    stems.add(stem)
+    stem = os.path.join(out, stem)
     draw(image, pred, class_names, config.dataset.get("colormap")).save(stem + ".png")
     np.savez_compressed(stem + "_masks.npz", **pred)
     results = [{"image_id": image_id, "category_id": int(pred["classes"][k]),
@@ -129,17 +141,27 @@ def predict_files(workdir, images, out):
                for k in np.nonzero(pred.get("valid", []))[0]]
     with open(stem + "_results.json", "w") as f:
       json.dump(results, f)
-  return out
+  return problems
 
 
 def main(argv):
-  del argv
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+  f = flags.FLAGS
   try:
-    predict_files(_WORKDIR.value, _IMAGES.value, _OUT.value)
+    problems = predict_files(f.workdir, f.images, f.out)
   except UserError as e:
     sys.exit(f"segjax: error: {e}")
+  for problem in problems:
+    print(f"segjax: error: {problem}", file=sys.stderr)
+  if problems:
+    sys.exit(f"segjax: {len(problems)} of the inputs could not be segmented (above); the others are in "
+             f"{f.out}.")
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # flags only when run as a program: export and benchmark define the same names
+  flags.DEFINE_string("workdir", None, "A segjax run's workdir (config.json and checkpoints/).")
+  flags.DEFINE_list("images", None, "Image files, folders of images and globs to segment.")
+  flags.DEFINE_string("out", None, "Directory for the pictures, masks and results.")
   flags.mark_flags_as_required(["workdir", "images", "out"])
   app.run(main)

@@ -1,6 +1,7 @@
 """segjax.predict: writes its picture, masks and COCO results; bad input gets one sentence."""
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -9,20 +10,15 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 import pytest
 
-from conftest import tiny_panoptic_config
-from segjax import predict, train, visualize
+from segjax import predict, trained_run, visualize
 from segjax.errors import UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.fixture(scope="module")
-def run(data_dir, tmp_path_factory):
-  workdir = str(tmp_path_factory.mktemp("panoptic_run"))
-  config = tiny_panoptic_config(data_dir, total_steps=2, eval_every=2,
-                                **{"postprocess.center_threshold": 0.0})
-  train.train_and_evaluate(config, workdir)
-  return workdir
+@pytest.fixture
+def run(panoptic_run):
+  return panoptic_run
 
 
 @pytest.mark.slow
@@ -40,7 +36,7 @@ def test_predict_writes_picture_masks_and_results(run, tmp_path):
   predict.predict_files(run, [path], out)
   pred = np.load(os.path.join(out, "scene_masks.npz"))
   # The semantic map is the model's argmax on the image padded to a multiple of 32, cropped back.
-  config, model, variables = predict.load_run(run)
+  config, model, variables = trained_run.load(run)
   padded = np.zeros((1, 64, 96, 3), np.float32)
   padded[0, :50, :70] = image / 255.0
   logits = model.apply(variables, padded, train=False)["semantic_logits"][0, :50, :70]
@@ -66,18 +62,80 @@ def test_predict_writes_picture_masks_and_results(run, tmp_path):
 
 
 @pytest.mark.slow
-def test_predict_rejects_bad_input(run, tmp_path):
-  with pytest.raises(UserError, match=r"Image '.*missing.png' does not exist"):
-    predict.predict_files(run, [str(tmp_path / "missing.png")], str(tmp_path / "out"))
-  text = tmp_path / "notes.png"
-  text.write_text("not an image")
-  with pytest.raises(UserError, match=r"is not an image that Pillow can read"):
-    predict.predict_files(run, [str(text)], str(tmp_path / "out"))
+def test_bad_files_get_their_sentence_and_the_others_are_written(run, tmp_path):
+  photos = tmp_path / "photos"
+  photos.mkdir()
+  rng = np.random.default_rng(1)
+  Image.fromarray(rng.integers(0, 255, (40, 90, 3), np.uint8)).save(photos / "wide.png")
+  Image.fromarray(rng.integers(0, 255, (70, 33), np.uint8)).save(photos / "gray.jpg")
+  (photos / "notes.png").write_text("not an image")
+  (photos / "readme.txt").write_text("not an image either, and not taken for one")
+  other = tmp_path / "other"
+  other.mkdir()
+  Image.fromarray(rng.integers(0, 255, (20, 20, 4), np.uint8)).save(other / "wide.png")  # same name
+  out = tmp_path / "out"
+  problems = predict.predict_files(run, [str(photos), str(tmp_path / "other" / "*.png"),
+                                         str(tmp_path / "missing.png"), str(tmp_path / "none*.jpg")], str(out))
+  assert len(problems) == 3, problems
+  said = "\n".join(problems)
+  assert re.search(r"'.*notes.png' is not an image that Pillow can read", said)
+  assert re.search(r"No file matches '.*none\*.jpg'", said)
+  assert re.search(r"Image '.*missing.png' does not exist", said)
+  for stem, shape in (("gray", (70, 33)), ("wide", (40, 90)), ("wide_2", (20, 20))):
+    assert np.load(out / f"{stem}_masks.npz")["semantic"].shape == shape
+    assert (out / f"{stem}.png").exists() and (out / f"{stem}_results.json").exists()
+  assert not (out / "notes_masks.npz").exists()
+  # A run's own faults stop everything before any image is read.
   empty = tmp_path / "empty_run"
   empty.mkdir()
   (empty / "config.json").write_text(open(os.path.join(run, "config.json")).read())
   with pytest.raises(UserError, match=r"No checkpoint in .*train first"):
-    predict.predict_files(str(empty), [str(text)], str(tmp_path / "out"))
+    predict.predict_files(str(empty), [str(photos)], str(tmp_path / "out2"))
+
+
+@pytest.mark.slow
+def test_the_command_writes_the_good_files_and_exits_non_zero_for_the_bad(run, tmp_path):
+  Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "a.png")
+  (tmp_path / "b.png").write_text("not an image")
+  result = subprocess.run([sys.executable, "-m", "segjax.predict", f"--workdir={run}", f"--images={tmp_path}",
+                           f"--out={tmp_path}/o"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+  assert result.returncode == 1, result.stderr
+  assert "segjax: error: '" in result.stderr and "b.png' is not an image" in result.stderr
+  assert "1 of the inputs could not be segmented" in result.stderr and "Traceback" not in result.stderr
+  assert (tmp_path / "o" / "a_masks.npz").exists()
+
+
+def _saved(tmp_path, name, image, **kw):
+  path = str(tmp_path / name)
+  image.save(path, **kw)
+  return path
+
+
+def test_photos_of_every_kind_are_read_upright_in_rgb(tmp_path):
+  rng = np.random.default_rng(2)
+  rgb = rng.integers(0, 255, (30, 50, 3), np.uint8)
+  # Grayscale: the one channel three times.
+  gray = rng.integers(0, 255, (30, 50), np.uint8)
+  np.testing.assert_array_equal(predict.read_image(_saved(tmp_path, "g.png", Image.fromarray(gray))),
+                                np.repeat(gray[..., None], 3, -1) / np.float32(255))
+  # RGBA: composited on black.
+  rgba = rng.integers(0, 255, (30, 50, 4), np.uint8)
+  np.testing.assert_allclose(predict.read_image(_saved(tmp_path, "a.png", Image.fromarray(rgba))),
+                             rgba[..., :3] / 255 * (rgba[..., 3:] / 255), atol=1e-6)
+  # 16-bit grayscale, as scanners and depth cameras write it: scaled by 65535, not clipped at 255.
+  deep = rng.integers(0, 65535, (30, 50), np.uint16)
+  np.testing.assert_allclose(predict.read_image(_saved(tmp_path, "d.png", Image.fromarray(deep))),
+                             np.repeat(deep[..., None], 3, -1) / 65535, atol=1e-6)
+  # EXIF orientation 6 (the camera held upright, the sensor sideways): turned 90 degrees clockwise.
+  exif = Image.Exif()
+  exif[0x0112] = 6
+  turned = predict.read_image(_saved(tmp_path, "e.png", Image.fromarray(rgb), exif=exif))
+  np.testing.assert_array_equal(turned, np.rot90(rgb, k=-1) / np.float32(255))
+  # A file cut short gets its sentence.
+  whole = open(_saved(tmp_path, "t.png", Image.fromarray(rgb)), "rb").read()
+  (tmp_path / "t.png").write_bytes(whole[:len(whole) // 2])
+  with pytest.raises(UserError, match=r"'.*t.png' is not an image that Pillow can read"):
+    predict.read_image(str(tmp_path / "t.png"))
 
 
 def test_predict_command_exits_with_one_sentence(tmp_path):

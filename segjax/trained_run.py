@@ -1,0 +1,45 @@
+"""A trained run, read back from its workdir for inference: its config, its model and the
+variables of its latest checkpoint (parameters and BatchNorm statistics alone, no optimizer state)."""
+import json
+import os
+
+import jax
+import ml_collections
+import numpy as np
+
+from segjax.checkpoint import Checkpointer
+from segjax.config import base_config
+from segjax.errors import UserError
+from segjax.models import build_segmenter
+
+
+def load(workdir):
+  """(config, model, variables) of the latest checkpoint in `workdir`: its parameters and
+  BatchNorm statistics alone, no optimizer state."""
+  config_path = os.path.join(workdir, "config.json")
+  if not os.path.exists(config_path):
+    raise UserError(f"No config.json in '{workdir}'; pass the --workdir of a segjax.main run.")
+  with open(config_path) as f:
+    config = ml_collections.ConfigDict(json.load(f))
+  if (not isinstance(config.input.crop_size, (list, tuple)) or config.dataset.get("label_divisor") is None
+      or "init_from" not in config.model):
+    raise UserError(f"'{workdir}' was trained by an older segjax (its config.json lacks keys this "
+                    "version reads, and its variables are named otherwise); train it again with this "
+                    "version.")
+  if "eval" not in config:  # trained before there were protocols: infer on the whole image
+    config.eval = base_config().eval
+  ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), config.keep_checkpoints)
+  try:
+    step = ckpt.latest_step()
+    if step is None:
+      raise UserError(f"No checkpoint in '{ckpt.directory}'; train first with "
+                      f"python -m segjax.main --workdir={workdir}.")
+    model = build_segmenter(config.model, config.dataset.num_classes)
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), np.zeros((1, 64, 64, 3), np.float32)))
+    like = {k: jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), shapes[k])
+            for k in ("params", "batch_stats") if shapes.get(k)}
+    variables = {"batch_stats": {}, **ckpt.restore_variables(step, like)}
+  finally:
+    ckpt.close()
+  return config, model, variables
