@@ -1,0 +1,111 @@
+"""Exports a trained run's inference function, post-processing included, for serving without segjax.
+
+python -m segjax.export --workdir=/tmp/panoptic --out=/tmp/export [--format=stablehlo|savedmodel]
+    [--size=256,256] [--platforms=cpu,cuda]
+
+Writes OUT/inference.jax (jax.export's serialized StableHLO, the weights inside) and
+OUT/signature.json (input shape, outputs, class names, protocol); with --format=savedmodel also
+OUT/saved_model, a TensorFlow SavedModel through jax2tf. The function takes images
+(batch, height, width, 3) float32 in [0, 1] at the exported size (pad smaller ones with zeros at
+the bottom and right, as eval does), any batch size, and returns a flat dict: semantic, and with an
+instance head panoptic, instance_map, valid, classes, scores. README.md shows how to call each.
+"""
+import json
+import os
+import sys
+
+from absl import app, flags
+import jax
+import jax.numpy as jnp
+
+from segjax import inference, trained_run
+from segjax.errors import UserError
+
+FILE = "inference.jax"
+
+
+def flat_inference_fn(model, config, variables, sort=False):
+  """images -> flat dict of the common outputs, with the weights closed over."""
+  infer = inference.make_inference_fn(model, config, sort)
+
+  def serve(images):
+    out = infer(variables, images)
+    return {**out.pop("instances", {}), **out}
+
+  return serve
+
+
+def export(workdir, out, fmt="stablehlo", size=None, platforms=None):
+  """Writes the run's exported inference function into `out`; returns the jax.export.Exported."""
+  if os.path.exists(out):
+    raise UserError(f"'{out}' already exists; pass a new --out (nothing there is overwritten).")
+  config, model, variables = trained_run.load(workdir)
+  height, width = size or config.input.eval_size
+  serve = jax.jit(flat_inference_fn(model, config, variables))
+  batch, = jax.export.symbolic_shape("batch")
+  spec = jax.ShapeDtypeStruct((batch, height, width, 3), jnp.float32)
+  exported = jax.export.export(serve, platforms=platforms)(spec)
+  tmp = out + ".partial"
+  os.makedirs(tmp)
+  with open(os.path.join(tmp, FILE), "wb") as f:
+    f.write(exported.serialize())
+  names_path = os.path.join(workdir, "class_names.json")
+  class_names = json.load(open(names_path)) if os.path.exists(names_path) else None
+  outputs = jax.eval_shape(serve, jax.ShapeDtypeStruct((1, height, width, 3), jnp.float32))
+  signature = {"input": {"shape": ["batch", height, width, 3], "dtype": "float32", "range": [0, 1]},
+               "outputs": {k: {"shape": ["batch", *v.shape[1:]], "dtype": str(v.dtype)} for k, v in outputs.items()},
+               "class_names": class_names, "thing_classes": list(config.dataset.thing_classes or []),
+               "label_divisor": config.dataset.label_divisor, "platforms": list(exported.platforms),
+               "protocol": inference.protocol(config)._asdict()}
+  with open(os.path.join(tmp, "signature.json"), "w") as f:
+    json.dump(signature, f, indent=2)
+  if fmt == "savedmodel":
+    # TensorFlow 2.21 reads older StableHLO than jax writes: top-K by sort (postprocess.find_centers).
+    _saved_model(flat_inference_fn(model, config, variables, sort=True), (height, width), platforms,
+                 os.path.join(tmp, "saved_model"))
+  os.rename(tmp, out)  # a failed export leaves no half-written directory under --out
+  return exported
+
+
+def _saved_model(serve, size, platforms, path):
+  """A TensorFlow SavedModel whose serving signature calls `serve` (lowered by jax2tf)."""
+  try:
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    from jax.experimental import jax2tf  # pylint: disable=g-import-not-at-top
+  except ImportError as e:
+    raise UserError(f"--format=savedmodel needs TensorFlow ({e}); install it or use --format=stablehlo.") from e
+  fn = jax2tf.convert(serve, polymorphic_shapes=["(batch, ...)"], with_gradient=False,
+                      native_serialization_platforms=platforms)
+  module = tf.Module()
+  module.serve = tf.function(fn, autograph=False,
+                             input_signature=[tf.TensorSpec([None, *size, 3], tf.float32, name="images")])
+  tf.saved_model.save(module, path, signatures={"serving_default": module.serve})
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+  f = flags.FLAGS
+  try:
+    size = None
+    if f.size:
+      if len(f.size) != 2 or not all(v.isdigit() and int(v) > 0 for v in f.size):
+        raise UserError(f"--size={','.join(f.size)}: give height,width, two whole numbers > 0.")
+      size = tuple(int(v) for v in f.size)
+    unknown = set(f.platforms or ()) - {"cpu", "cuda", "rocm", "tpu"}
+    if unknown:
+      raise UserError(f"--platforms has {', '.join(sorted(unknown))}: choose among cpu, cuda, rocm and tpu.")
+    export(f.workdir, f.out, f.format, size, f.platforms and tuple(f.platforms))
+  except UserError as e:
+    sys.exit(f"segjax: error: {e}")
+
+
+if __name__ == "__main__":  # flags only when run as a program: predict and benchmark define the same names
+  flags.DEFINE_string("workdir", None, "A segjax run's workdir (config.json and checkpoints/).")
+  flags.DEFINE_string("out", None, "Directory to write the exported function into; must not exist.")
+  flags.DEFINE_enum("format", "stablehlo", ["stablehlo", "savedmodel"],
+                    "stablehlo: jax.export only; savedmodel: also a TensorFlow SavedModel.")
+  flags.DEFINE_list("size", None, "height,width of the images; config.input.eval_size if unset.")
+  flags.DEFINE_list("platforms", None, "Platforms to lower for (cpu, cuda, rocm, tpu); this machine's if unset.")
+  flags.mark_flags_as_required(["workdir", "out"])
+  app.run(main)
