@@ -9,6 +9,10 @@ on a V1c ResNet with an auxiliary head. mmsegmentation resizes each image toward
 scaling; segjax scales the images as they are (most are 512 on the short side). Eval pads each
 validation image to 1600x1600, the largest one's size.
 
+Multi-scale + flip, as mmsegmentation scores it, on the trained run:
+python -m segjax.main --config=configs/ade20k/semantic.py --workdir=DIR --eval_only --config.eval.flip=True \
+    --config.eval.scales='(0.5, 0.75, 1.0, 1.25, 1.5, 1.75)'
+
 Backbone: torchvision's ResNet50_Weights.IMAGENET1K_V1, https://download.pytorch.org/models/
 resnet50-0676ba61.pth, converted once (README.md, "Pretrained backbones"):
 python -m segjax.convert --arch=resnet50 --in=resnet50-0676ba61.pth \

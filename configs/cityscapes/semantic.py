@@ -7,6 +7,10 @@ Target: 80.09 mIoU on val, single scale (mmsegmentation's configs/deeplabv3plus/
 multi-scale + flip). That number starts from ImageNet weights on a V1c (deep stem) ResNet with an
 auxiliary FCN head and photometric distortion, which segjax does not have yet.
 
+Multi-scale + flip, as mmsegmentation scores it, on the trained run:
+python -m segjax.main --config=configs/cityscapes/semantic.py --workdir=DIR --eval_only --config.eval.flip=True \
+    --config.eval.scales='(0.5, 0.75, 1.0, 1.25, 1.5, 1.75)'
+
 Backbone: torchvision's ResNet50_Weights.IMAGENET1K_V1, https://download.pytorch.org/models/
 resnet50-0676ba61.pth, converted once (README.md, "Pretrained backbones"):
 python -m segjax.convert --arch=resnet50 --in=resnet50-0676ba61.pth \
