@@ -186,11 +186,14 @@ def evaluate_checkpoint(config, workdir):
   config_lib.validate(config)
   mesh = parallel.make_mesh()
   parallel.check_batch_size(config.eval_batch_size, mesh, "config.eval_batch_size")
-  ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), config.keep_checkpoints)
+  directory = os.path.join(workdir, "checkpoints")
+  if not os.path.isdir(directory) or not os.listdir(directory):  # nothing is created in the workdir
+    raise UserError(f"No checkpoint in '{directory}' to evaluate; train first without --eval_only.")
+  ckpt = Checkpointer(directory, config.keep_checkpoints)
   try:
     step = ckpt.latest_step()
     if step is None:
-      raise UserError(f"No checkpoint in '{ckpt.directory}' to evaluate; train first without --eval_only.")
+      raise UserError(f"No checkpoint in '{directory}' to evaluate; train first without --eval_only.")
     config, class_names = data.resolve(config)
     _, _, eval_fn, state = setup(config, mesh)
     state, _ = ckpt.restore(step, state)

@@ -195,3 +195,11 @@ def test_eval_only_scores_the_checkpoint_under_another_protocol(panoptic_run, da
   only = [x for x in lines if x["kind"] == "eval_only"]
   assert [x["protocol"]["flip"] for x in only] == [False, True] and only[1]["protocol"]["mode"] == "slide"
   assert all(x["seconds_per_image"] > 0 for x in only)
+
+
+def test_eval_only_without_a_checkpoint_says_so_and_creates_nothing(tmp_path):
+  from segjax import train  # pylint: disable=g-import-not-at-top
+  config = base_config()
+  with pytest.raises(UserError, match=r"No checkpoint in '.*checkpoints' to evaluate; train first without --eval_only"):
+    train.evaluate_checkpoint(config, str(tmp_path / "run"))
+  assert not (tmp_path / "run").exists()
