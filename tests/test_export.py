@@ -48,7 +48,8 @@ np.savez(sys.argv[3], **outputs)
 
 def _call(script, out, images, tmp_path):
   np.savez(tmp_path / "images.npz", images=images)
-  env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "XLA_FLAGS")}
+  # XLA_FLAGS stays: XLA's CPU code for 8 emulated devices may round a score's last bit otherwise.
+  env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
   subprocess.run([sys.executable, "-c", script, out, str(tmp_path / "images.npz"), str(tmp_path / "got.npz")],
                  cwd=tmp_path, env=env, check=True, timeout=600)
   return np.load(tmp_path / "got.npz")
@@ -70,9 +71,9 @@ def test_the_exported_function_answers_as_the_inference_function(run, tmp_path, 
     assert set(want) == {"semantic", "panoptic", "instance_map", "valid", "classes", "scores"}
     assert want["valid"].any()
     for key, value in want.items():
-      if value.dtype.kind == "f":  # XLA compiles a symbolic batch otherwise: the last bit may differ
+      if fmt == "savedmodel" and value.dtype.kind == "f":  # TensorFlow's own XLA: a last bit may differ
         np.testing.assert_allclose(got[f"{key}_{n}"], value, rtol=1e-6, atol=1e-7, err_msg=f"{key}, batch {n}")
-      else:  # maps, classes and flags: the same, every one
+      else:  # bit for bit
         np.testing.assert_array_equal(got[f"{key}_{n}"], value, err_msg=f"{key}, batch {n}")
 
 
