@@ -69,8 +69,9 @@ def base_config():
       window=config_dict.placeholder(tuple),  # (height, width) of a window; the crop size if unset
       stride=config_dict.placeholder(tuple),  # (height, width); two thirds of the window if unset
       # Pixels at each window's inner borders left out of the average (0: mmsegmentation's plain
-      # mean). A model whose receptive field reaches no further than this gives, by windows, its
-      # whole-image output; at most (window - stride) // 2.
+      # mean); at most (window - stride) // 2. A stride-1 model whose receptive field reaches no
+      # further than this gives by windows its whole-image output (a strided one only where the
+      # window starts fall on its output grid).
       margin=0,
       scales=(1.0,),  # the image resized by each factor, outputs averaged back at its size
       flip=False,  # also the mirrored image of each scale

@@ -12,7 +12,9 @@ instance head panoptic, instance_map, valid, classes, scores. README.md shows ho
 """
 import json
 import os
+import shutil
 import sys
+import tempfile
 
 from absl import app, flags
 import jax
@@ -37,16 +39,31 @@ def flat_inference_fn(model, config, variables, sort=False):
 
 def export(workdir, out, fmt="stablehlo", size=None, platforms=None):
   """Writes the run's exported inference function into `out`; returns the jax.export.Exported."""
+  out = os.path.normpath(out)
   if os.path.exists(out):
     raise UserError(f"'{out}' already exists; pass a new --out (nothing there is overwritten).")
+  if fmt == "savedmodel":
+    _tensorflow()  # before any work
   config, model, variables = trained_run.load(workdir)
   height, width = size or config.input.eval_size
   serve = jax.jit(flat_inference_fn(model, config, variables))
   batch, = jax.export.symbolic_shape("batch")
   spec = jax.ShapeDtypeStruct((batch, height, width, 3), jnp.float32)
   exported = jax.export.export(serve, platforms=platforms)(spec)
-  tmp = out + ".partial"
-  os.makedirs(tmp)
+  parent = os.path.dirname(os.path.abspath(out))
+  os.makedirs(parent, exist_ok=True)
+  tmp = tempfile.mkdtemp(dir=parent, prefix=os.path.basename(out) + ".partial.")
+  try:
+    _write(exported, serve, model, config, variables, workdir, fmt, (height, width), platforms, tmp)
+    os.rename(tmp, out)  # a failed export leaves nothing under --out
+  finally:
+    shutil.rmtree(tmp, ignore_errors=True)
+  return exported
+
+
+def _write(exported, serve, model, config, variables, workdir, fmt, size, platforms, tmp):
+  """Everything export writes, into the temporary directory `tmp`."""
+  height, width = size
   with open(os.path.join(tmp, FILE), "wb") as f:
     f.write(exported.serialize())
   names_path = os.path.join(workdir, "class_names.json")
@@ -63,17 +80,20 @@ def export(workdir, out, fmt="stablehlo", size=None, platforms=None):
     # TensorFlow 2.21 reads older StableHLO than jax writes: top-K by sort (postprocess.find_centers).
     _saved_model(flat_inference_fn(model, config, variables, sort=True), (height, width), platforms,
                  os.path.join(tmp, "saved_model"))
-  os.rename(tmp, out)  # a failed export leaves no half-written directory under --out
-  return exported
+
+
+def _tensorflow():
+  try:
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  except ImportError as e:
+    raise UserError(f"--format=savedmodel needs TensorFlow ({e}); install it or use --format=stablehlo.") from e
+  return tf
 
 
 def _saved_model(serve, size, platforms, path):
   """A TensorFlow SavedModel whose serving signature calls `serve` (lowered by jax2tf)."""
-  try:
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    from jax.experimental import jax2tf  # pylint: disable=g-import-not-at-top
-  except ImportError as e:
-    raise UserError(f"--format=savedmodel needs TensorFlow ({e}); install it or use --format=stablehlo.") from e
+  from jax.experimental import jax2tf  # pylint: disable=g-import-not-at-top
+  tf = _tensorflow()
   fn = jax2tf.convert(serve, polymorphic_shapes=["(batch, ...)"], with_gradient=False,
                       native_serialization_platforms=platforms)
   module = tf.Module()

@@ -3,9 +3,11 @@ with an instance head the instances and panoptic map), under the evaluation prot
 names, all inside jit with static shapes. Eval, predict, the benchmark and export call it.
 
 Protocols (`config.eval`): the whole image at once, or sliding windows whose logits are averaged
-where they overlap; either at several scales and optionally mirrored, the dense outputs averaged
-back at the image's size. Offsets are displacements, not values: a mirrored pass's x offsets change
-sign, and a pass at scale s predicts offsets s times too long.
+where they overlap; either at several scales and optionally mirrored, the dense outputs resized
+back to the image's size (bilinear without antialiasing, as mmsegmentation resizes) and averaged:
+class probabilities (as mmsegmentation's test-time augmentation averages them), the centre heatmap,
+and offsets. Offsets are displacements, not values: a mirrored pass's x offsets change sign, and a
+pass at scale s predicts offsets s times too long.
 """
 import functools
 from typing import NamedTuple
@@ -113,7 +115,8 @@ def _flip(outputs):
 def _resize(outputs, size):
   """Dense outputs bilinearly resized to `size`; displacements also scaled by the resize factor."""
   n, h, w = next(iter(outputs.values())).shape[:3]
-  resized = {k: jax.image.resize(v, (n, *size) + v.shape[3:], "bilinear") for k, v in outputs.items()}
+  resized = {k: jax.image.resize(v, (n, *size) + v.shape[3:], "bilinear", antialias=False)
+             for k, v in outputs.items()}
   for k in _DISPLACEMENTS:
     if k in resized:
       resized[k] = resized[k] * jnp.array([size[0] / h, size[1] / w], resized[k].dtype)
@@ -122,21 +125,25 @@ def _resize(outputs, size):
 
 def dense_outputs(apply, images, p):
   """The model's dense outputs for `images` (N, H, W, 3) at (H, W), averaged over the protocol's
-  scales and flips; `apply` maps images to a dict of dense outputs at their size."""
+  scales and flips (semantic logits then as log mean probabilities); `apply` maps images to a dict
+  of dense outputs at their size."""
   size = images.shape[1:3]
   one_pass = functools.partial(_slide, apply, p=p) if p.mode == "slide" else apply
-  passes = []
-  for scale in p.scales:
+  views = [(scale, flipped) for scale in p.scales for flipped in ((False, True) if p.flip else (False,))]
+  total = None
+  for scale, flipped in views:
     scaled = tuple(max(int(round(n * scale)), 1) for n in size)
-    x = images if scaled == size else jax.image.resize(images, (images.shape[0], *scaled, 3), "bilinear")
-    views = [(x, False)] + ([(jnp.flip(x, axis=2), True)] if p.flip else [])
-    for view, flipped in views:
-      out = one_pass(view)
-      out = _flip(out) if flipped else out
-      passes.append(out if scaled == size else _resize(out, size))
-  if len(passes) == 1:
-    return passes[0]
-  return jax.tree.map(lambda *xs: sum(xs) / len(xs), *passes)
+    x = images if scaled == size else jax.image.resize(images, (images.shape[0], *scaled, 3), "bilinear",
+                                                       antialias=False)
+    out = one_pass(jnp.flip(x, axis=2) if flipped else x)
+    out = _flip(out) if flipped else out
+    out = out if scaled == size else _resize(out, size)
+    if len(views) == 1:
+      return out  # one pass: the model's own logits, bit for bit
+    out = {**out, "semantic_logits": jax.nn.softmax(out["semantic_logits"], axis=-1)}
+    total = out if total is None else jax.tree.map(jnp.add, total, out)  # a running sum: one pass held
+  mean = jax.tree.map(lambda t: t / len(views), total)
+  return {**mean, "semantic_logits": jnp.log(mean["semantic_logits"])}  # log-probabilities
 
 
 def postprocess_outputs(outputs, config, sort=False):

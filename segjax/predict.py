@@ -34,7 +34,9 @@ def image_paths(entries):
   known = set(Image.registered_extensions())
   paths, problems = [], []
   for entry in entries:
-    if os.path.isdir(entry):
+    if os.path.isfile(entry):  # a name such as img[1].png is a file before it is a pattern
+      found, what = [entry], None
+    elif os.path.isdir(entry):
       found = sorted(os.path.join(entry, name) for name in os.listdir(entry)
                      if os.path.splitext(name)[1].lower() in known and os.path.isfile(os.path.join(entry, name)))
       what = f"Folder '{entry}' holds no image files (by extension)."

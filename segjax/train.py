@@ -196,7 +196,9 @@ def evaluate_checkpoint(config, workdir):
       raise UserError(f"No checkpoint in '{directory}' to evaluate; train first without --eval_only.")
     config, class_names = data.resolve(config)
     _, _, eval_fn, state = setup(config, mesh)
-    state, _ = ckpt.restore(step, state)
+    # The variables alone: the run's optimizer may have been another than --config's.
+    state = state.replace(**ckpt.restore_variables(step, {"params": state.params,
+                                                          "batch_stats": state.batch_stats}))
   finally:
     ckpt.close()
   seconds = []

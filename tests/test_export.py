@@ -78,7 +78,18 @@ def test_the_exported_function_answers_as_the_inference_function(run, tmp_path, 
 
 
 @pytest.mark.slow
-def test_export_never_overwrites(run, tmp_path):
+def test_export_never_overwrites_and_a_failed_one_leaves_nothing(run, tmp_path, monkeypatch):
   (tmp_path / "taken").mkdir()
   with pytest.raises(UserError, match=r"already exists; pass a new --out"):
     export.export(run, str(tmp_path / "taken"))
+
+  def fail(*args):
+    raise UserError("the disk is full")
+
+  monkeypatch.setattr(export, "_saved_model", fail)
+  with pytest.raises(UserError, match="the disk is full"):
+    export.export(run, str(tmp_path / "new") + "/", "savedmodel")
+  assert sorted(os.listdir(tmp_path)) == ["taken"]  # no OUT, no half-written directory beside it
+  monkeypatch.undo()
+  export.export(run, str(tmp_path / "new") + "/")  # and the next try just works
+  assert sorted(os.listdir(tmp_path / "new")) == ["inference.jax", "signature.json"]

@@ -71,15 +71,29 @@ def test_an_image_smaller_than_the_window_is_padded_to_it():
                              rtol=1e-6, atol=1e-6)
 
 
+def _probabilities(apply, p):
+  return jax.nn.softmax(inference.dense_outputs(apply, IMAGES, p)["semantic_logits"], axis=-1)
+
+
 def test_flip_of_a_mirror_symmetric_model_equals_one_pass():
   apply = _conv_net(4, mirror=True)
-  one = inference.dense_outputs(apply, IMAGES, _protocol())["semantic_logits"]
-  both = inference.dense_outputs(apply, IMAGES, _protocol(flip=True))["semantic_logits"]
-  np.testing.assert_allclose(both, one, rtol=1e-5, atol=1e-5)
+  # Passes average class probabilities (mmsegmentation's rule), returned as log-probabilities.
+  np.testing.assert_allclose(_probabilities(apply, _protocol(flip=True)), _probabilities(apply, _protocol()),
+                             rtol=1e-5, atol=1e-6)
   # ...which a model that is not symmetric does not do: the test can tell.
   skew = _conv_net(4)
-  assert np.abs(inference.dense_outputs(skew, IMAGES, _protocol(flip=True))["semantic_logits"]
-                - inference.dense_outputs(skew, IMAGES, _protocol())["semantic_logits"]).max() > 1e-2
+  assert np.abs(_probabilities(skew, _protocol(flip=True)) - _probabilities(skew, _protocol())).max() > 1e-2
+
+
+def test_passes_average_probabilities_not_logits():
+  def apply(x):  # (8, -8) on the left half of the image, (0, 0) on the right
+    left = (jnp.arange(x.shape[2]) < x.shape[2] // 2)[None, None, :, None]
+    return {"semantic_logits": jnp.broadcast_to(jnp.where(left, jnp.array([8.0, -8.0]), 0.0), x.shape[:3] + (2,))}
+  out = inference.dense_outputs(apply, IMAGES, _protocol(flip=True))["semantic_logits"]
+  # A left pixel is (8, -8) in one pass and (0, 0) in the mirrored one: the mean of the two passes'
+  # probabilities, p = 0.75, where averaged logits (4, -4) would give 0.9997.
+  want = (jax.nn.softmax(jnp.array([8.0, -8.0])) + 0.5) / 2
+  np.testing.assert_allclose(np.exp(out[0, 0, 0]), want, rtol=1e-6)
 
 
 # Three things (class, instance) and some background, each thing's centre on a whole pixel, in a

@@ -2,9 +2,11 @@
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 
+import jax
 import numpy as np
 from PIL import Image
 from pycocotools import mask as mask_utils
@@ -59,6 +61,22 @@ def test_predict_writes_picture_masks_and_results(run, tmp_path):
   assert picture.shape == (50, 3 * 70, 3)
   np.testing.assert_array_equal(picture[:, :70], image)
   np.testing.assert_array_equal(picture[:, 70:140], visualize.colorize(pred["semantic"], 4))
+
+
+@pytest.mark.slow
+def test_predict_reads_the_variables_alone_never_the_optimizer_state(run, tmp_path):
+  # A config.json naming another optimizer (SGD's state has another structure than AdamW's, which
+  # the run saved): restoring the whole train state would fail, the variables alone do not care.
+  workdir = tmp_path / "run"
+  shutil.copytree(run, workdir)
+  config = json.load(open(workdir / "config.json"))
+  config["optimizer"]["name"] = "sgd"
+  (workdir / "config.json").write_text(json.dumps(config))
+  _, _, variables = trained_run.load(str(workdir))
+  _, _, original = trained_run.load(run)
+  assert set(variables) == {"params", "batch_stats"}
+  for a, b in zip(jax.tree.leaves(variables), jax.tree.leaves(original), strict=True):
+    np.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.slow
@@ -144,3 +162,9 @@ def test_predict_command_exits_with_one_sentence(tmp_path):
                           text=True, timeout=120)
   assert result.returncode != 0
   assert "segjax: error: No config.json in" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_file_whose_name_looks_like_a_pattern_is_a_file(tmp_path):
+  Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "shot[1].png")
+  paths, problems = predict.image_paths([str(tmp_path / "shot[1].png"), str(tmp_path / "*.png")])
+  assert paths == [str(tmp_path / "shot[1].png")] and not problems
