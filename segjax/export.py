@@ -30,11 +30,7 @@ def flat_inference_fn(model, config, variables, sort=False):
   """images -> flat dict of the common outputs, with the weights closed over."""
   infer = inference.make_inference_fn(model, config, sort)
 
-  def serve(images):
-    out = infer(variables, images)
-    return {**out.pop("instances", {}), **out}
-
-  return serve
+  return lambda images: inference.flatten(infer(variables, images))
 
 
 def export(workdir, out, fmt="stablehlo", size=None, platforms=None):
@@ -54,32 +50,25 @@ def export(workdir, out, fmt="stablehlo", size=None, platforms=None):
   os.makedirs(parent, exist_ok=True)
   tmp = tempfile.mkdtemp(dir=parent, prefix=os.path.basename(out) + ".partial.")
   try:
-    _write(exported, serve, model, config, variables, workdir, fmt, (height, width), platforms, tmp)
+    with open(os.path.join(tmp, FILE), "wb") as f:
+      f.write(exported.serialize())
+    outputs = jax.eval_shape(serve, jax.ShapeDtypeStruct((1, height, width, 3), jnp.float32))
+    signature = {"input": {"shape": ["batch", height, width, 3], "dtype": "float32", "range": [0, 1]},
+                 "outputs": {k: {"shape": ["batch", *v.shape[1:]], "dtype": str(v.dtype)} for k, v in outputs.items()},
+                 "class_names": trained_run.class_names(workdir),
+                 "thing_classes": list(config.dataset.thing_classes or []),
+                 "label_divisor": config.dataset.label_divisor, "platforms": list(exported.platforms),
+                 "protocol": inference.protocol(config)._asdict()}
+    with open(os.path.join(tmp, "signature.json"), "w") as f:
+      json.dump(signature, f, indent=2)
+    if fmt == "savedmodel":
+      # TensorFlow 2.21 reads older StableHLO than jax writes: top-K by sort (postprocess.find_centers).
+      _saved_model(flat_inference_fn(model, config, variables, sort=True), (height, width), platforms,
+                   os.path.join(tmp, "saved_model"))
     os.rename(tmp, out)  # a failed export leaves nothing under --out
   finally:
     shutil.rmtree(tmp, ignore_errors=True)
   return exported
-
-
-def _write(exported, serve, model, config, variables, workdir, fmt, size, platforms, tmp):
-  """Everything export writes, into the temporary directory `tmp`."""
-  height, width = size
-  with open(os.path.join(tmp, FILE), "wb") as f:
-    f.write(exported.serialize())
-  names_path = os.path.join(workdir, "class_names.json")
-  class_names = json.load(open(names_path)) if os.path.exists(names_path) else None
-  outputs = jax.eval_shape(serve, jax.ShapeDtypeStruct((1, height, width, 3), jnp.float32))
-  signature = {"input": {"shape": ["batch", height, width, 3], "dtype": "float32", "range": [0, 1]},
-               "outputs": {k: {"shape": ["batch", *v.shape[1:]], "dtype": str(v.dtype)} for k, v in outputs.items()},
-               "class_names": class_names, "thing_classes": list(config.dataset.thing_classes or []),
-               "label_divisor": config.dataset.label_divisor, "platforms": list(exported.platforms),
-               "protocol": inference.protocol(config)._asdict()}
-  with open(os.path.join(tmp, "signature.json"), "w") as f:
-    json.dump(signature, f, indent=2)
-  if fmt == "savedmodel":
-    # TensorFlow 2.21 reads older StableHLO than jax writes: top-K by sort (postprocess.find_centers).
-    _saved_model(flat_inference_fn(model, config, variables, sort=True), (height, width), platforms,
-                 os.path.join(tmp, "saved_model"))
 
 
 def _tensorflow():

@@ -164,6 +164,13 @@ def postprocess_outputs(outputs, config, sort=False):
   return {**result, "instances": instances, "panoptic": panoptic}
 
 
+def flatten(result):
+  """The common outputs as one flat dict (semantic, panoptic, instance_map, valid, classes, scores),
+  as files and serving signatures hold them."""
+  result = dict(result)
+  return {**result.pop("instances", {}), **result}
+
+
 def make_inference_fn(model, config, sort=False):
   """infer(variables, images) -> common outputs; pure and jittable. `variables` holds `params` and
   `batch_stats`; images are (N, H, W, 3) in [0, 1]."""

@@ -101,7 +101,7 @@ def predict_one(predict, variables, image):
   padded = np.zeros((-(-h // _STRIDE) * _STRIDE, -(-w // _STRIDE) * _STRIDE, 3), np.float32)
   padded[:h, :w] = image
   pred = jax.device_get(predict(variables, padded))
-  pred = {**pred.pop("instances", {}), **pred}  # one flat dict of what the files hold
+  pred = inference.flatten(pred)
   pred = {k: (v[..., :h, :w] if np.ndim(v) >= 2 else v) for k, v in pred.items()}
   if "instance_map" in pred:  # an instance found only in the padding is no instance
     found = np.zeros(len(pred["valid"]) + 1, bool)
@@ -115,11 +115,7 @@ def predict_files(workdir, entries, out):
   config, model, variables = trained_run.load(workdir)
   paths, problems = image_paths(entries)
   os.makedirs(out, exist_ok=True)
-  class_names = [str(i) for i in range(config.dataset.num_classes)]
-  names_path = os.path.join(workdir, "class_names.json")
-  if os.path.exists(names_path):
-    with open(names_path) as f:
-      class_names = json.load(f)
+  class_names = trained_run.class_names(workdir) or [str(i) for i in range(config.dataset.num_classes)]
   predict = make_predict_fn(config, model)
   stems = set()
   for image_id, path in enumerate(paths):

@@ -43,3 +43,12 @@ def load(workdir):
   finally:
     ckpt.close()
   return config, model, variables
+
+
+def class_names(workdir):
+  """The run's class names (class_names.json, written when it trained), or None."""
+  path = os.path.join(workdir, "class_names.json")
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    return json.load(f)
