@@ -1,6 +1,9 @@
-"""The config schema: every key a recipe may set, with its default, so a typo is caught by name."""
+"""The config schema: every key a recipe may set, with its default, so a typo is caught by name, and
+`validate`, which checks each value's type and range and the values that must agree before any work."""
 import difflib
 import importlib.util
+import math
+import numbers
 
 import ml_collections
 from ml_collections import config_dict
@@ -85,6 +88,9 @@ def base_config():
       warmup_steps=0,
       poly_power=0.9,
       grad_clip_norm=0.0,  # 0 disables clipping
+      # Up to N steps in a row whose gradient is not finite are skipped (not applied, counted as
+      # `skipped_steps`); 0: the run stops at the first, its last good checkpoint kept.
+      skip_nonfinite=0,
       backbone_lr_multiplier=1.0,  # the backbone's updates scaled by this (0: parameters as loaded)
   ))
   c.benchmark = ml_collections.ConfigDict(dict(  # python -m segjax.benchmark only
@@ -105,8 +111,19 @@ def base_config():
 
 
 def validate(config):
-  """Raises UserError naming the first key of `config` that the schema does not know."""
-  _check_keys(config, base_config(), "config")
+  """Raises UserError, one sentence naming the key, the value and what would do, for the first
+  problem of `config`: a key the schema does not know or lacks, a value of the wrong type or out of
+  range, values that contradict each other, a model part or keyword argument that does not exist.
+
+  Every entry point calls it before any work. It is cheap and changes nothing: it imports no
+  TensorFlow and starts no JAX backend (the model registries import jax and flax, lazily, last)."""
+  schema = base_config()
+  _check_keys(config, schema, "config")
+  _check_values(config, schema, "")
+  _check_relations(config)
+  window = eval_protocol(config, resolved=False)[1]
+  _check_window_fits(config, window)
+  _check_model(config)
 
 
 def _check_keys(config, schema, path):
@@ -117,6 +134,232 @@ def _check_keys(config, schema, path):
       raise UserError(f"Unknown config key '{path}.{key}'{hint}")
     if isinstance(value, ml_collections.ConfigDict) and key not in _FREE:
       _check_keys(value, schema[key], f"{path}.{key}")
+  for key in schema.keys():
+    if key not in config:
+      default = "a dict" if isinstance(schema[key], ml_collections.ConfigDict) else f"default {schema[key]!r}"
+      raise UserError(f"{path} lacks the key '{key}' ({default}); override single keys "
+                      f"(--{path}.{key}=...) rather than a whole dict, and start config files from "
+                      "segjax.config.base_config().")
+
+
+def _is_int(v):
+  return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def _is_number(v):
+  return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _is_pair(v):
+  return isinstance(v, (tuple, list)) and len(v) == 2 and all(_is_int(n) and n >= 1 for n in v)
+
+
+def _ints_from(low):
+  return (lambda v: _is_int(v) and v >= low), f"give an integer >= {low}"
+
+
+def _numbers(test, accepted):
+  return (lambda v: _is_number(v) and test(v)), f"give a number {accepted}"
+
+
+def _choice(*names):
+  return (lambda v: v in names), f"choose {', '.join(names[:-1])} or {names[-1]}"
+
+
+_PAIR = (_is_pair, "give (height, width), two integers >= 1")
+_NAME = (lambda v: isinstance(v, str) and bool(v.strip()), "give a non-empty string")
+_AT_LEAST_1 = _ints_from(1)
+_WEIGHT = _numbers(lambda v: v >= 0, ">= 0")
+
+# What each key accepts beyond its type (its type: base_config's default, or a placeholder's). The
+# eval protocol's keys are checked by eval_protocol, the model's names and kwargs by build_segmenter.
+_RULES = {
+    "dataset.name": (_NAME[0], "give a dataset name, e.g. 'synthetic_scenes' or 'cityscapes'"),
+    "dataset.train_split": (_NAME[0], "give a split, e.g. 'train' or 'train[:90%]'"),
+    "dataset.eval_split": (_NAME[0], "give a split, e.g. 'validation'"),
+    "dataset.num_classes": _AT_LEAST_1,
+    "dataset.thing_classes": (lambda v: isinstance(v, (tuple, list)) and all(_is_int(c) and c >= 0 for c in v),
+                              "give a tuple of class indices (integers >= 0)"),
+    "dataset.ignore_label": _ints_from(0),
+    "dataset.label_divisor": _AT_LEAST_1,
+    "dataset.label_ids": (lambda v: isinstance(v, (tuple, list)) and all(_is_int(i) for i in v),
+                          "give a tuple of integers, the dataset's own id of each class"),
+    "dataset.colormap": (lambda v: isinstance(v, (tuple, list)) and all(
+        isinstance(c, (tuple, list)) and len(c) == 3 and all(_is_int(x) and 0 <= x <= 255 for x in c) for c in v),
+                         "give a tuple of (r, g, b) triples of integers 0..255, one per class"),
+    "input.crop_size": _PAIR,
+    "input.eval_size": _PAIR,
+    "input.min_scale": _numbers(lambda v: v > 0, "> 0"),
+    "input.max_scale": _numbers(lambda v: v > 0, "> 0"),
+    "input.shuffle_buffer": _AT_LEAST_1,
+    "model.init_from.parts": (lambda v: isinstance(v, (tuple, list)) and all(isinstance(p, str) for p in v),
+                              "give a tuple of module names, e.g. ('backbone',)"),
+    "loss.semantic_weight": _WEIGHT,
+    "loss.semantic_top_k": _numbers(lambda v: 0 < v <= 1, "in (0, 1], the fraction of pixels kept (1: all)"),
+    "loss.center_weight": _WEIGHT,
+    "loss.offset_weight": _WEIGHT,
+    "loss.center_sigma": _numbers(lambda v: v > 0, "> 0, in pixels"),
+    "postprocess.center_threshold": _numbers(lambda v: 0 <= v <= 1, "in [0, 1]"),
+    "postprocess.nms_kernel": (lambda v: _is_int(v) and v >= 1 and v % 2 == 1, "give an odd integer >= 1, e.g. 7"),
+    "postprocess.top_k": _AT_LEAST_1,
+    "postprocess.min_stuff_area": _ints_from(0),
+    "optimizer.name": _choice("adamw", "sgd"),
+    "optimizer.lr": _numbers(lambda v: v > 0, "> 0"),
+    "optimizer.momentum": _numbers(lambda v: 0 <= v < 1, "in [0, 1)"),
+    "optimizer.weight_decay": _WEIGHT,
+    "optimizer.schedule": _choice("constant", "cosine", "poly"),
+    "optimizer.warmup_steps": _ints_from(0),
+    "optimizer.poly_power": _numbers(lambda v: v > 0, "> 0"),
+    "optimizer.grad_clip_norm": _numbers(lambda v: v >= 0, ">= 0 (0: no clipping)"),
+    "optimizer.backbone_lr_multiplier": _numbers(lambda v: v >= 0, ">= 0 (0: the backbone as loaded)"),
+    "optimizer.skip_nonfinite": (lambda v: _is_int(v) and v >= 0,
+                                 "give an integer >= 0, the non-finite steps in a row to skip (0: stop at the first)"),
+    "benchmark.image_size": _AT_LEAST_1,
+    "benchmark.warmup_steps": _ints_from(0),
+    "benchmark.steps": _AT_LEAST_1,
+    "benchmark.modes": (lambda v: isinstance(v, (tuple, list)) and v and set(v) <= {"train", "infer"},
+                        "give a tuple of train and/or infer"),
+    "batch_size": _AT_LEAST_1,
+    "eval_batch_size": _AT_LEAST_1,
+    "total_steps": _AT_LEAST_1,
+    "log_every": _AT_LEAST_1,
+    "eval_every": _AT_LEAST_1,
+    "checkpoint_every": _AT_LEAST_1,
+    "keep_checkpoints": _AT_LEAST_1,
+    "num_summary_images": _ints_from(0),
+}
+_TYPES = {bool: (lambda v: isinstance(v, bool), "give True or False"),
+          int: (_is_int, "give an integer"),
+          float: (_is_number, "give a number"),
+          str: (lambda v: isinstance(v, str), "give a string"),
+          tuple: (lambda v: isinstance(v, (tuple, list)), "give a tuple")}
+
+
+def _check_values(config, schema, prefix):
+  """Each value against its rule, or else against the type of its default."""
+  for key in schema.keys():
+    path, value, default = f"{prefix}{key}", config[key], schema[key]
+    if isinstance(default, ml_collections.ConfigDict):
+      if not isinstance(value, ml_collections.ConfigDict):
+        raise UserError(f"config.{path} is {value!r}: give a dict of {'keyword arguments' if key in _FREE else 'its keys'}.")
+      if key not in _FREE:
+        _check_values(value, default, f"{path}.")
+      continue
+    if value is None and default is None:  # a placeholder left unset
+      continue
+    test, accepted = _RULES.get(path) or _TYPES.get(schema.get_type(key), (lambda v: True, ""))
+    if not test(value):
+      unset = " (or leave it unset)" if default is None else ""
+      raise UserError(f"config.{path} is {value!r}: {accepted}{unset}.")
+
+
+def _check_relations(config):
+  """Values that are fine alone but not together."""
+  inp, ds, opt = config.input, config.dataset, config.optimizer
+  if inp.min_scale > inp.max_scale:
+    raise UserError(f"config.input.min_scale is {inp.min_scale}, above config.input.max_scale={inp.max_scale}: "
+                    "give min_scale <= max_scale.")
+  if opt.warmup_steps >= config.total_steps:
+    raise UserError(f"config.optimizer.warmup_steps is {opt.warmup_steps}, not below config.total_steps="
+                    f"{config.total_steps}: give fewer warm-up steps than the run has (0 for none).")
+  things, n = tuple(ds.thing_classes or ()), ds.num_classes
+  if n is not None:
+    outside = [c for c in things if c >= n]
+    if outside:
+      raise UserError(f"config.dataset.thing_classes is {tuple(ds.thing_classes)}: class {outside[0]} is not one "
+                      f"of the {n} classes of config.dataset.num_classes; give indices 0..{n - 1}.")
+  if ds.ignore_label is not None:
+    if ds.ignore_label in things:
+      raise UserError(f"config.dataset.ignore_label is {ds.ignore_label}, one of config.dataset.thing_classes "
+                      f"{things}: give a label that is no class, e.g. 255.")
+    if n is not None and ds.ignore_label < n:
+      raise UserError(f"config.dataset.ignore_label is {ds.ignore_label}, one of the {n} classes of "
+                      f"config.dataset.num_classes (0..{n - 1}): give a label that is no class, e.g. 255.")
+  divisor = ds.label_divisor
+  if config.model.instance_head and divisor is not None:  # panoptic id = class * divisor + slot + 1
+    if config.postprocess.top_k >= divisor:
+      raise UserError(f"config.postprocess.top_k is {config.postprocess.top_k}, not below "
+                      f"config.dataset.label_divisor={divisor}: instance ids would run into the next "
+                      f"class's panoptic ids; give at most {divisor - 1} instances.")
+    if n is not None and n > divisor:
+      raise UserError(f"config.dataset.num_classes is {n}, above config.dataset.label_divisor={divisor}: "
+                      "panoptic ids class * label_divisor + instance need a divisor >= the class count.")
+  init = config.model.init_from
+  if init.path:
+    modules = ["backbone", "semantic_head"] + (["instance_head"] if config.model.instance_head else [])
+    if not init.parts:
+      raise UserError("config.model.init_from.parts is empty; name the modules to load, e.g. (\"backbone\",).")
+    for part in init.parts:
+      if part not in modules:
+        raise UserError(f"config.model.init_from.parts names '{part}', which this model does not have; "
+                        f"choose from {', '.join(modules)}.")
+
+
+def _shown(value):
+  return tuple(value) if isinstance(value, (tuple, list)) else repr(value)
+
+
+def eval_protocol(config, resolved=True):
+  """(mode, window, stride, margin, scales, flip) of `config.eval`, checked: a sliding window
+  defaults to the training crop and a stride of two thirds of it (mmsegmentation's 769/513 on
+  Cityscapes). `resolved=False` (validate, before the dataset fills an unset input.crop_size): a
+  window that defaults to the crop size is not known yet, and comes back as None."""
+  e = config.eval
+  if e.mode not in ("whole", "slide"):
+    raise UserError(f"config.eval.mode is '{e.mode}': choose whole or slide.")
+  if not (isinstance(e.scales, (tuple, list)) and e.scales and all(_is_number(s) and s > 0 for s in e.scales)):
+    raise UserError(f"config.eval.scales is {_shown(e.scales)}: give one or more factors > 0, e.g. (0.75, 1.0, 1.25).")
+  if not (_is_int(e.margin) and e.margin >= 0):
+    raise UserError(f"config.eval.margin is {e.margin!r}: give an integer >= 0 (0: mmsegmentation's plain mean).")
+  for key in ("window", "stride"):
+    if e[key] is not None and not _is_pair(e[key]):
+      raise UserError(f"config.eval.{key} is {_shown(e[key])}: give (height, width), each >= 1.")
+  scales = tuple(float(s) for s in e.scales)
+  if not (e.window or config.input.crop_size or resolved):
+    return e.mode, None, None, (e.margin, e.margin), scales, bool(e.flip)
+  window = tuple(e.window or config.input.crop_size or ())
+  stride = tuple(e.stride or (max(-(-2 * n // 3), 1) for n in window))
+  margin = (e.margin, e.margin)
+  if e.mode == "slide":
+    for key, value in (("window", window), ("stride", stride)):
+      if len(value) != 2 or min(value) < 1:
+        raise UserError(f"config.eval.{key} is {value}: give (height, width), each >= 1.")
+    for axis in range(2):
+      overlap = window[axis] - stride[axis]
+      if overlap < 0:
+        raise UserError(f"config.eval.stride {stride} is larger than config.eval.window {window}: "
+                        "pixels between windows would have no prediction; use a stride <= the window.")
+      if not 0 <= margin[axis] <= overlap // 2:
+        raise UserError(f"config.eval.margin is {e.margin}: it must be between 0 and half the overlap "
+                        f"(window - stride) // 2 = {overlap // 2} on each axis, or some pixels would be "
+                        "in no window's average.")
+  return e.mode, window, stride, margin, scales, bool(e.flip)
+
+
+def _check_window_fits(config, window):
+  """Eval pads every image to input.eval_size: a sliding window larger than that canvas (at the
+  largest scale) never slides there, it only pads the image up to itself."""
+  size = config.input.eval_size
+  if config.eval.mode != "slide" or window is None or size is None:
+    return
+  top = max(config.eval.scales)
+  canvas = tuple(max(int(round(n * top)), 1) for n in size)
+  if all(w <= c for w, c in zip(window, canvas)):
+    return
+  named = ("config.eval.window" if config.eval.window else
+           "config.eval.window is unset, so the window is config.input.crop_size, which")
+  scaled = f" scaled by {top} to {canvas}" if canvas != tuple(size) else ""
+  raise UserError(f"{named} is {window}, larger than config.input.eval_size {tuple(size)}{scaled}, the canvas "
+                  "every eval image is padded to: give a window within it or config.eval.mode='whole'.")
+
+
+def _check_model(config):
+  """What build_segmenter would refuse: the dtype, backbone and heads by name, their kwargs by key."""
+  from segjax.models import segmenter  # pylint: disable=g-import-not-at-top  (jax and flax: only here)
+  try:
+    segmenter.build_segmenter(config.model, config.dataset.num_classes or 1)
+  except ValueError as e:
+    raise UserError(str(e)) from e
 
 
 def load_config_file(path):

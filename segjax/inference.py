@@ -16,8 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from segjax import config as config_lib
 from segjax import postprocess
-from segjax.errors import UserError
 
 _DISPLACEMENTS = ("offsets",)  # dense outputs in pixels (dy, dx): flipped and scaled as vectors
 
@@ -32,31 +32,10 @@ class Protocol(NamedTuple):
 
 
 def protocol(config):
-  """The validated `config.eval` protocol; a sliding window defaults to the training crop and a
-  stride of two thirds of it (mmsegmentation's 769/513 on Cityscapes)."""
-  e = config.eval
-  if e.mode not in ("whole", "slide"):
-    raise UserError(f"config.eval.mode is '{e.mode}': choose whole or slide.")
-  scales = tuple(float(s) for s in e.scales)
-  if not scales or min(scales) <= 0:
-    raise UserError(f"config.eval.scales is {tuple(e.scales)}: give one or more factors > 0, e.g. (0.75, 1.0, 1.25).")
-  window = tuple(e.window or config.input.crop_size or ())
-  stride = tuple(e.stride or (max(-(-2 * n // 3), 1) for n in window))
-  margin = (e.margin, e.margin)
-  if e.mode == "slide":
-    for key, value in (("window", window), ("stride", stride)):
-      if len(value) != 2 or min(value) < 1:
-        raise UserError(f"config.eval.{key} is {value}: give (height, width), each >= 1.")
-    for axis in range(2):
-      overlap = window[axis] - stride[axis]
-      if overlap < 0:
-        raise UserError(f"config.eval.stride {stride} is larger than config.eval.window {window}: "
-                        "pixels between windows would have no prediction; use a stride <= the window.")
-      if not 0 <= margin[axis] <= overlap // 2:
-        raise UserError(f"config.eval.margin is {e.margin}: it must be between 0 and half the overlap "
-                        f"(window - stride) // 2 = {overlap // 2} on each axis, or some pixels would be "
-                        "in no window's average.")
-  return Protocol(e.mode, window, stride, margin, scales, bool(e.flip))
+  """The validated `config.eval` protocol (checked in segjax.config.eval_protocol, which validation
+  runs before any work); a sliding window defaults to the training crop and a stride of two thirds
+  of it (mmsegmentation's 769/513 on Cityscapes)."""
+  return Protocol(*config_lib.eval_protocol(config))
 
 
 def _starts(length, window, stride):
