@@ -1,4 +1,4 @@
-"""Checkpointer: the last `max_to_keep` steps are kept, the latest restores exactly."""
+"""Checkpointer: the last `keep` steps are kept, the latest restores exactly."""
 import os
 
 import jax.numpy as jnp
@@ -11,12 +11,12 @@ from segjax.errors import UserError
 
 
 def test_keeps_the_last_checkpoints_and_restores_the_latest(tmp_path):
-  ckpt = Checkpointer(str(tmp_path), max_to_keep=2)
+  ckpt = Checkpointer(str(tmp_path), keep=2)
   for step in range(1, 6):
     ckpt.save(step, {"w": jnp.full((3,), float(step)), "step": jnp.asarray(step)}, {"step": step})
   ckpt.close()
   assert sorted(os.listdir(tmp_path), key=int) == ["4", "5"]
-  again = Checkpointer(str(tmp_path), max_to_keep=2)
+  again = Checkpointer(str(tmp_path), keep=2)
   assert again.latest_step() == 5
   state, meta = again.restore(5, {"w": jnp.zeros((3,)), "step": jnp.asarray(0)})
   again.close()
@@ -25,11 +25,11 @@ def test_keeps_the_last_checkpoints_and_restores_the_latest(tmp_path):
 
 
 def test_a_checkpoint_of_an_older_segjax_is_named_as_such_and_kept(tmp_path):
-  old = Checkpointer(str(tmp_path), max_to_keep=2)  # as segjax 0.1 saved: no format, Flax's auto names
+  old = Checkpointer(str(tmp_path), keep=2)  # as segjax 0.1 saved: no format, Flax's auto names
   old._manager.save(3, args=ocp.args.Composite(state=ocp.args.StandardSave({"Conv_0": jnp.ones(3)}),
                                                meta=ocp.args.JsonSave({"step": 3})))
   old.close()
-  again = Checkpointer(str(tmp_path), max_to_keep=2)
+  again = Checkpointer(str(tmp_path), keep=2)
   with pytest.raises(UserError, match=r"^Checkpoint step 3 in .* was written by an older segjax, whose "
                      r"variables are named otherwise; it was left untouched: train again in another "
                      r"--workdir.$"):
