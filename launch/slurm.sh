@@ -8,7 +8,9 @@
 # --distributed ...` once per GPU; JAX reads the coordinator, the process count and each process's
 # id and GPU from SLURM's variables. Run it from the checkout the nodes should use (a shared
 # filesystem, with segjax installed in the Python given by --python); the workdir must be shared
-# too, since all processes write one Orbax checkpoint together.
+# too, since all processes write one Orbax checkpoint together. Two minutes before the time limit
+# (and on scancel or preemption) SLURM sends SIGTERM: every process stops at the same step, saves it
+# and exits with status 75 (stopped, resumable); submitting the same job again continues the run.
 #
 # --dry-run prints the sbatch command and the batch script instead of submitting. Other options:
 #   --time=HH:MM:SS  --job_name=NAME  --account=A  --python=python3  --cpus_per_gpu=N
@@ -52,6 +54,7 @@ script="#!/bin/bash
 #SBATCH --gpus-per-node=${gpus_per_node}
 #SBATCH --cpus-per-task=${cpus_per_gpu}
 #SBATCH --time=${time_limit}
+#SBATCH --signal=TERM@120
 #SBATCH --output=${job_name}-%j.out
 ${partition:+#SBATCH --partition=${partition}
 }${account:+#SBATCH --account=${account}

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import optax
 
 from segjax import config as config_lib
-from segjax import inference, losses, parallel, pretrained
+from segjax import inference, losses, parallel, preemption, pretrained
 from segjax.evaluator import evaluate
 from segjax.checkpoint import Checkpointer
 from segjax.curves import plot_curves
@@ -26,6 +26,10 @@ from segjax.errors import UserError
 from segjax.evaluation import confusion_matrix
 from segjax.metrics_writer import MetricsWriter
 from segjax.models import build_segmenter
+
+
+# A train step's metric that is no figure: whether the new parameters and statistics are all finite.
+FINITE = "state_finite"
 
 
 class TrainState(flax.struct.PyTreeNode):
@@ -70,6 +74,8 @@ def make_optimizer(config):
   if opt.backbone_lr_multiplier != 1.0:  # as a lower rate for the backbone's parameter group
     backbone = lambda params: {name: name == "backbone" for name in params}
     tx = optax.chain(tx, optax.masked(optax.scale(opt.backbone_lr_multiplier), backbone))
+  if opt.skip_nonfinite:  # a step with a non-finite gradient is not applied, up to N in a row
+    tx = optax.apply_if_finite(tx, max_consecutive_errors=opt.skip_nonfinite)
   return tx, schedule
 
 
@@ -99,6 +105,11 @@ def train_step(state, batch, *, model, tx, schedule, loss_config, ignore_label, 
   metrics = {"loss": loss, **parts, "learning_rate": schedule(state.step),
              "grad_norm": optax.tree.norm(grads),
              "pixel_acc": correct.sum() / jnp.maximum((labels != ignore_label).sum(), 1)}
+  if isinstance(opt_state, optax.ApplyIfFiniteState):  # config.optimizer.skip_nonfinite
+    batch_stats = jax.tree.map(lambda new, old: jnp.where(opt_state.last_finite, new, old),
+                               batch_stats, state.batch_stats)
+    metrics["skipped_steps"] = opt_state.total_notfinite  # over the whole run: it is checkpointed
+  metrics[FINITE] = jnp.all(jnp.asarray([jnp.isfinite(x).all() for x in jax.tree.leaves((params, batch_stats))]))
   new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
                             opt_state=opt_state)
   return new_state, metrics
@@ -165,14 +176,20 @@ def _check_writable(workdir):
 
 def train_and_evaluate(config, workdir):
   """Trains and evaluates per `config`, resuming from the latest checkpoint in `workdir`."""
+  from segjax import data  # pylint: disable=g-import-not-at-top  (TensorFlow stays out of the steps)
+
   config_lib.validate(config)
-  _check_writable(workdir)
   mesh = parallel.make_mesh()
   parallel.check_batch_size(config.batch_size, mesh)
   parallel.check_batch_size(config.eval_batch_size, mesh, "config.eval_batch_size")
-  ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), config.keep_checkpoints)
+  checkpoints = os.path.join(workdir, "checkpoints")
+  if config.model.init_from.path and not (os.path.isdir(checkpoints) and os.listdir(checkpoints)):
+    pretrained.check(config.model)  # a resumed run never reads it
+  config, class_names = data.resolve(config)  # everything that follows from the data; no workdir yet
+  _check_writable(workdir)
+  ckpt = Checkpointer(checkpoints, config.keep_checkpoints)
   try:
-    return _train(config, workdir, mesh, ckpt)
+    return _train(config, class_names, workdir, mesh, ckpt)
   finally:  # an in-flight async save completes even when the run stops on an error
     ckpt.close()
 
@@ -220,23 +237,22 @@ def evaluate_checkpoint(config, workdir):
     writer.close()
 
 
-def _train(config, workdir, mesh, ckpt):
-  from segjax import data  # pylint: disable=g-import-not-at-top  (TensorFlow stays out of the steps)
+def _train(config, class_names, workdir, mesh, ckpt):
+  from segjax import data  # pylint: disable=g-import-not-at-top
 
-  latest, init_from = ckpt.latest_step(), config.model.init_from.path
-  if latest is None and init_from:
-    pretrained.check(config.model)  # before any work
-  config, class_names = data.resolve(config)  # everything that follows from the data
+  init_from = config.model.init_from.path
   _, train_fn, eval_fn, state = setup(config, mesh)
-  if latest is not None:  # the checkpoint wins: a resumed run never reads init_from
-    state, _ = ckpt.restore(latest, state)
+  resumed = ckpt.restore_latest(state)  # the checkpoint wins: a resumed run never reads init_from
+  if resumed is not None:
+    latest, state, meta = resumed
     logging.info("Resuming from the checkpoint at step %d in %s%s.", latest, ckpt.directory,
                  " (config.model.init_from is not read)" if init_from else "")
   elif init_from:
     state = state.replace(**pretrained.load({"params": state.params, "batch_stats": state.batch_stats},
                                             config.model))
   start = int(state.step)
-  if start >= config.total_steps:  # its config.json stays the one it was trained with
+  unscored = resumed is not None and meta.get("unscored", False)  # stopped before its eval
+  if start >= config.total_steps and not unscored:  # its config.json stays the one it was trained with
     logging.info("Run already finished: step %d >= total_steps %d; nothing to train.", start,
                  config.total_steps)
     return state
@@ -246,35 +262,63 @@ def _train(config, workdir, mesh, ckpt):
     with open(os.path.join(workdir, "class_names.json"), "w") as f:
       json.dump(list(class_names), f)
 
-  writer = MetricsWriter(workdir)
+  writer = MetricsWriter(workdir, resumed_step=start, rescored=unscored)  # a run killed early: step 0
   eval_data = data.EvalData(config, parallel.host_batch_size(config.eval_batch_size))
-  batches = data.train_batches(config, start, parallel.host_batch_size(config.batch_size))
-  logging.info("Training steps %d..%d on %d devices, global batch %d.", start, config.total_steps,
-               mesh.devices.size, config.batch_size)
-  t0, s0 = time.perf_counter(), start
+  score = lambda state, step: evaluate(  # official output files of the final model only (slow)
+      eval_fn, state, eval_data, mesh, config, class_names, step, workdir, writer,
+      official_files=step == config.total_steps)
+  save = lambda state, step, unscored=False: ckpt.save(step, state, {  # unscored: see Stopped
+      "step": step, "config": json.loads(config.to_json_best_effort()), "unscored": unscored})
   try:
-    for step in range(start + 1, config.total_steps + 1):
-      state, metrics = train_fn(state, parallel.to_global(next(batches), mesh))
-      last = step == config.total_steps
-      if step % config.log_every == 0 or last:
-        metrics = jax.device_get(metrics)
-        if not math.isfinite(metrics["loss"]):
-          raise UserError(f"Loss became {metrics['loss']} at step {step}; lower "
-                          "config.optimizer.lr or set config.optimizer.grad_clip_norm.")
-        rate = (step - s0) / (time.perf_counter() - t0)
-        writer.write(step, "train", {**metrics, "steps_per_sec": rate})
-        logging.info("step %d/%d loss %.4f lr %.2e %.2f steps/s ETA %s", step, config.total_steps,
-                     metrics["loss"], metrics["learning_rate"], rate,
-                     time.strftime("%H:%M:%S", time.gmtime((config.total_steps - step) / rate)))
-        t0, s0 = time.perf_counter(), step
-      if step % config.eval_every == 0 or last:
-        # The official output files of the final model only: a PNG per image costs time.
-        evaluate(eval_fn, state, eval_data, mesh, config, class_names, step, workdir, writer,
-                 official_files=last)
-      if step % config.checkpoint_every == 0 or last:
-        ckpt.save(step, state, {"step": step, "config": json.loads(config.to_json_best_effort())})
+    if unscored:
+      score(state, start)
+    batches = data.train_batches(config, start, parallel.host_batch_size(config.batch_size))
+    logging.info("Training steps %d..%d on %d devices, global batch %d.", start, config.total_steps,
+                 mesh.devices.size, config.batch_size)
+    t0, s0 = time.perf_counter(), start
+    with preemption.Watcher() as watcher:
+      for step in range(start + 1, config.total_steps + 1):
+        state, metrics = train_fn(state, parallel.to_global(next(batches), mesh))
+        last, stop = step == config.total_steps, watcher.stop(step)
+        logs, saves = step % config.log_every == 0 or last, step % config.checkpoint_every == 0 or last
+        evals = step % config.eval_every == 0 or last
+        if logs or saves or stop:  # a diverged state is never saved: the last good checkpoint stays
+          metrics = jax.device_get(metrics)
+          _check_finite(metrics, step, config.optimizer.skip_nonfinite, ckpt)
+        if logs:
+          rate = (step - s0) / (time.perf_counter() - t0)
+          writer.write(step, "train", {**metrics, "steps_per_sec": rate})
+          logging.info("step %d/%d loss %.4f lr %.2e %.2f steps/s ETA %s", step, config.total_steps,
+                       metrics["loss"], metrics["learning_rate"], rate,
+                       time.strftime("%H:%M:%S", time.gmtime((config.total_steps - step) / rate)))
+          t0, s0 = time.perf_counter(), step
+        if stop:  # its eval waits for the rerun: a grace period is short
+          save(state, step, unscored=evals)
+          ckpt.wait()
+          logging.warning("Stopped by a signal after step %d, checkpoint saved in %s: run the same "
+                          "command to continue (exit status %d).", step, ckpt.directory,
+                          preemption.EXIT_RESUMABLE)
+          raise preemption.Stopped(step, ckpt.directory)
+        if evals:
+          score(state, step)
+        if saves:
+          save(state, step)
   finally:
     writer.close()
   if jax.process_index() == 0:
     plot_curves(workdir)
   return state
+
+
+def _check_finite(metrics, step, skip, ckpt):
+  """Stops on a non-finite loss or, when up to `skip` such steps in a row are skipped, on a
+  non-finite state (more were in a row)."""
+  if metrics.pop(FINITE) and (skip or math.isfinite(metrics["loss"])):
+    return
+  good = ckpt.latest_step()
+  raise UserError(
+      f"Loss became {metrics['loss']} at step {step}"
+      + (f" after more than {skip} non-finite steps in a row" if skip else "") + "; "
+      + (f"the last good checkpoint, step {good}, is kept" if good is not None else "no checkpoint was saved")
+      + ": lower config.optimizer.lr, set config.optimizer.grad_clip_norm, or let "
+      "config.optimizer.skip_nonfinite=N skip up to N such steps in a row.")

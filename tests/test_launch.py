@@ -52,7 +52,8 @@ def test_slurm_dry_run_prints_one_task_per_gpu_and_the_srun_line():
   assert result.returncode == 0, result.stderr
   lines = result.stdout.splitlines()
   assert "sbatch" in lines
-  for directive in ("--nodes=2", "--ntasks-per-node=4", "--gpus-per-node=4", "--partition=gpu"):
+  for directive in ("--nodes=2", "--ntasks-per-node=4", "--gpus-per-node=4", "--partition=gpu",
+                    "--signal=TERM@120"):  # SIGTERM before the time limit: a resumable stop
     assert f"#SBATCH {directive}" in lines
   assert f"cd {ROOT}" in lines
   srun = shlex.split(lines[-1])

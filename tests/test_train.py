@@ -205,25 +205,76 @@ def test_unknown_model_and_dataset(data_dir, tmp_path):
   with pytest.raises(UserError, match=r"Unknown semantic_head 'fcn'"):
     train.train_and_evaluate(tiny_config(data_dir, **{"model.semantic_head": "fcn"}), str(tmp_path))
   with pytest.raises(UserError, match=r"Unknown dataset 'cityscapez'"):
-    train.train_and_evaluate(tiny_config(data_dir, **{"dataset.name": "cityscapez"}), str(tmp_path))
+    train.train_and_evaluate(tiny_config(data_dir, **{"dataset.name": "cityscapez"}), str(tmp_path / "run"))
+  assert not os.path.exists(tmp_path / "run")  # nothing made before the data is known
+
+
+def _array_files(workdir, step):
+  """The files that hold checkpoint `step`'s arrays (tensorstore's OCDBT data files)."""
+  return [p for p in glob.glob(os.path.join(workdir, "checkpoints", str(step), "state", "**", "d", "*"),
+                               recursive=True) if os.path.isfile(p)]
 
 
 @pytest.mark.slow
-def test_corrupt_checkpoint_is_named_and_kept(data_dir, straight, tmp_path):
+@pytest.mark.parametrize("damage", ["truncated", "deleted"])
+def test_a_damaged_newest_checkpoint_is_moved_aside_and_the_run_resumes_from_the_one_before(
+    data_dir, straight, tmp_path, damage, caplog):
   workdir = str(tmp_path / "run")
   shutil.copytree(straight, workdir)
-  state_dir = os.path.join(workdir, "checkpoints", "8", "state")
+  for path in _array_files(workdir, 8):
+    if damage == "truncated":
+      with open(path, "r+b") as f:
+        f.truncate(os.path.getsize(path) // 2)
+    else:
+      os.remove(path)
+  damaged = {os.path.relpath(p, os.path.join(workdir, "checkpoints", "8")): open(p, "rb").read()
+             for p in glob.glob(os.path.join(workdir, "checkpoints", "8", "**"), recursive=True) if os.path.isfile(p)}
+  caplog.set_level("INFO")
+  train.train_and_evaluate(_config(data_dir), workdir)
+  said = [r.getMessage() for r in caplog.records if "Moved it to" in r.getMessage()]
+  assert len(said) == 1 and said[0].startswith("Cannot read checkpoint step 8 in ") and said[0].endswith(
+      f"Moved it to {os.path.join(workdir, 'damaged_checkpoints', '8')} and resuming from step 4, the newest "
+      "that reads."), said
+  kept = os.path.join(workdir, "damaged_checkpoints", "8")  # byte for byte what was damaged
+  assert {os.path.relpath(p, kept): open(p, "rb").read() for p in glob.glob(os.path.join(kept, "**"), recursive=True)
+          if os.path.isfile(p)} == damaged
+  # Steps 5..8 again: the same parameters as the straight run, each step logged once.
+  jax.tree.map(np.testing.assert_array_equal, _params(workdir), _params(straight))
+  assert [t["step"] for t in _lines(workdir, "train")] == list(range(1, 9))
+  assert [(e["step"], e["miou"]) for e in _lines(workdir, "eval")] == [(e["step"], e["miou"]) for e in
+                                                                       _lines(straight, "eval")]
+
+
+@pytest.mark.slow
+def test_when_no_checkpoint_reads_the_run_stops_with_a_sentence_and_moves_nothing(data_dir, straight, tmp_path):
+  workdir = str(tmp_path / "run")
+  shutil.copytree(straight, workdir)
   damaged = []
-  for root, _, files in os.walk(state_dir):
-    for name in files:
-      path = os.path.join(root, name)
+  for step in (4, 8):
+    for path in _array_files(workdir, step):
       with open(path, "wb") as f:
         f.write(b"garbage")
       damaged.append(path)
-  with pytest.raises(UserError, match=r"Cannot read checkpoint step 8 .* left untouched"):
+  with pytest.raises(UserError, match=r"^Cannot read checkpoint step 8 .* left untouched"):
     train.train_and_evaluate(tiny_config(data_dir, total_steps=12), workdir)
   assert all(open(p, "rb").read() == b"garbage" for p in damaged)  # nothing deleted or overwritten
   assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["4", "8"]
+  assert not os.path.exists(os.path.join(workdir, "damaged_checkpoints"))
+
+
+@pytest.mark.slow
+def test_an_interrupted_save_is_never_the_latest(data_dir, straight, tmp_path):
+  """What an interrupted save leaves on a local disk: Orbax's temporary directory, never renamed."""
+  workdir = str(tmp_path / "run")
+  shutil.copytree(straight, workdir)
+  checkpoints = os.path.join(workdir, "checkpoints")
+  os.rename(os.path.join(checkpoints, "8"), os.path.join(checkpoints, "8.orbax-checkpoint-tmp-1234"))
+  ckpt = Checkpointer(checkpoints, 3)
+  assert ckpt.latest_step() == 4
+  ckpt.close()
+  train.train_and_evaluate(_config(data_dir), workdir)
+  assert sorted(os.listdir(checkpoints)) == ["4", "8"]  # the leftover is gone, step 8 saved again
+  jax.tree.map(np.testing.assert_array_equal, _params(workdir), _params(straight))
 
 
 @pytest.mark.slow
@@ -270,8 +321,57 @@ def _equations(jaxpr):
           yield from _equations(inner)
 
 
+def _poison(monkeypatch, step):
+  """Makes the image of training step `step` (1-based) NaN: its loss and gradient are not finite."""
+  real = data.train_batches
+
+  def batches(config, start, host_batch):
+    for i, batch in enumerate(real(config, start, host_batch), start + 1):
+      yield {**batch, "image": batch["image"] * np.nan} if i == step else batch
+
+  monkeypatch.setattr(data, "train_batches", batches)
+
+
+@pytest.mark.slow
+def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(data_dir, tmp_path, monkeypatch):
+  _poison(monkeypatch, 3)
+  config = tiny_config(data_dir, total_steps=6, checkpoint_every=1, log_every=5)
+  with pytest.raises(UserError, match=r"^Loss became nan at step 3; the last good checkpoint, step 2, is "
+                     r"kept: lower config.optimizer.lr, set config.optimizer.grad_clip_norm, or let "
+                     r"config.optimizer.skip_nonfinite=N skip up to N such steps in a row.$"):
+    train.train_and_evaluate(config, str(tmp_path))
+  ckpt = Checkpointer(os.path.join(str(tmp_path), "checkpoints"), 3)
+  assert ckpt.latest_step() == 2
+  ckpt.close()
+  assert np.all(np.isfinite(np.concatenate([np.ravel(x) for x in jax.tree.leaves(_params(str(tmp_path)))])))
+
+
+@pytest.mark.slow
+def test_skip_nonfinite_skips_the_step_and_counts_it(data_dir, tmp_path, monkeypatch):
+  config = tiny_config(data_dir, total_steps=3, eval_every=3, checkpoint_every=3,
+                       **{"optimizer.skip_nonfinite": 1})
+  before = train.train_and_evaluate(tiny_config(data_dir, total_steps=2, eval_every=2, checkpoint_every=2,
+                                                **{"optimizer.skip_nonfinite": 1}), str(tmp_path / "two"))
+  _poison(monkeypatch, 3)
+  after = train.train_and_evaluate(config, str(tmp_path / "three"))
+  # Step 3 was not applied: parameters and BatchNorm statistics are step 2's.
+  jax.tree.map(np.testing.assert_array_equal, jax.device_get((after.params, after.batch_stats)),
+               jax.device_get((before.params, before.batch_stats)))
+  lines = _lines(str(tmp_path / "three"), "train")
+  assert [t["skipped_steps"] for t in lines] == [0, 0, 1] and math.isnan(lines[2]["loss"])
+  # Two in a row are more than skip_nonfinite=1 allows: the second is applied, and the run stops.
+  monkeypatch.undo()
+  real = data.train_batches
+  monkeypatch.setattr(data, "train_batches", lambda *a: ({**b, "image": b["image"] * np.nan} if i >= 1 else b
+                                                        for i, b in enumerate(real(*a))))
+  with pytest.raises(UserError, match=r"^Loss became nan at step 3 after more than 1 non-finite steps in a row; "
+                     r"no checkpoint was saved"):
+    train.train_and_evaluate(config, str(tmp_path / "again"))
+
+
 @pytest.mark.slow
 def test_nan_loss_stops_with_a_sentence(data_dir, tmp_path):
   config = tiny_config(data_dir, **{"optimizer.lr": 1e30})
-  with pytest.raises(UserError, match=r"Loss became nan at step \d+; lower config.optimizer.lr"):
+  with pytest.raises(UserError, match=r"Loss became nan at step \d+; no checkpoint was saved: lower "
+                     r"config.optimizer.lr"):
     train.train_and_evaluate(config, str(tmp_path))
