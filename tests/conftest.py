@@ -7,6 +7,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # XLA compiles the partitionable threefry of every Flax init ~4x slower on the CPU (a narrow
 # ResNet-18: 13.6 s against 3.4 s). The tests compare runs with runs, never a figure with a stream.
 os.environ.setdefault("JAX_THREEFRY_PARTITIONABLE", "0")
+# One XLA compilation cache per test session, which the subprocess runs inherit: a program that many
+# tests and reruns compile (the tiny model's steps) compiles once. Removed when the session ends.
+import atexit  # pylint: disable=g-import-not-at-top,wrong-import-position
+import shutil  # pylint: disable=g-import-not-at-top,wrong-import-position
+import tempfile  # pylint: disable=g-import-not-at-top,wrong-import-position
+os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="segjax_tests_xla_cache_")
+atexit.register(shutil.rmtree, os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
+os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0.2"
 
 import pytest  # pylint: disable=g-import-not-at-top,wrong-import-position
 

@@ -8,6 +8,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -19,6 +20,7 @@ import pytest
 from conftest import tiny_panoptic_config
 import multihost_worker
 import oracle
+import runs
 from segjax import data, parallel, train, weights
 from segjax.checkpoint import Checkpointer
 from segjax.errors import UserError
@@ -71,56 +73,82 @@ def test_two_processes_equal_one_process_of_eight_and_of_one_device(data_dir, tm
 
 
 @pytest.fixture(scope="module")
-def two_process_run(data_dir, tmp_path_factory):
-  """segjax.main on 2 processes x 4 devices: 4 steps of the tiny panoptic model, eval and checkpoint."""
-  tmp = tmp_path_factory.mktemp("two_process_run")
-  config_file = tmp / "config.py"
-  config_file.write_text(
-      "from tiny_configs import tiny_panoptic_config\n\n\n"
-      f"def get_config():\n  return tiny_panoptic_config({data_dir!r}, total_steps=4)\n")
-  workdir = str(tmp / "workdir")
-  log = _launch(["-m", "segjax.main", f"--config={config_file}", f"--workdir={workdir}"])
+def two_process_config(data_dir, tmp_path_factory):
+  return runs.write_config(tmp_path_factory.mktemp("two_process_config") / "config.py", data_dir)
+
+
+@pytest.fixture(scope="module")
+def two_process_run(two_process_config, tmp_path_factory):
+  """segjax.main on 2 processes x 4 devices: runs.TOTAL steps of the tiny panoptic model, with evals
+  and checkpoints."""
+  workdir = str(tmp_path_factory.mktemp("two_process_run") / "workdir")
+  log = _launch(["-m", "segjax.main", f"--config={two_process_config}", f"--workdir={workdir}"])
   return workdir, log
+
+
+def _children(pid):
+  with open(f"/proc/{pid}/task/{pid}/children") as f:
+    return [int(p) for p in f.read().split()]
+
+
+@pytest.mark.slow
+def test_sigterm_to_one_of_two_processes_stops_both_at_one_step_and_the_rerun_finishes_equal(
+    two_process_config, two_process_run, data_dir, tmp_path):
+  workdir, log_path = str(tmp_path / "run"), str(tmp_path / "run.log")
+  with open(log_path, "a") as log:
+    proc = runs.start(runs.LAUNCH_TWO + runs.command(two_process_config, workdir), log)
+    runs.wait_for_step(workdir, 5, proc)
+    workers = _children(proc.pid)
+    assert len(workers) == 2
+    os.kill(workers[1], signal.SIGTERM)  # process 1's: the coordination service tells process 0
+    step = runs.assert_stopped(proc, log_path, workdir)
+  log = open(log_path).read()
+  for process in (0, 1):  # each process says where it stopped: at the same step
+    lines = [l for l in log.splitlines() if l.startswith(f"[{process}]") and "Stopped by a signal" in l]
+    assert len(lines) == 1 and f"after step {step}," in lines[0], log[-3000:]
+  runs.run(runs.LAUNCH_TWO + runs.command(two_process_config, workdir), log_path)
+  runs.assert_equal_runs(workdir, two_process_run[0], data_dir)
 
 
 @pytest.mark.slow
 def test_two_process_run_logs_once_and_scores_every_host(two_process_run):
   workdir, log = two_process_run
-  assert "[0]" in log and "Training steps 0..4 on 8 devices" in log
+  assert "[0]" in log and f"Training steps 0..{runs.TOTAL} on 8 devices" in log
   assert "[1] " not in "".join(l for l in log.splitlines(True) if "Training steps" in l)
   with open(os.path.join(workdir, "metrics.jsonl")) as f:
     records = [json.loads(line) for line in f]
-  assert [r["step"] for r in records if r["kind"] == "train"] == [1, 2, 3, 4]  # one writer, not two
-  with open(os.path.join(workdir, "eval", "4", "instances_gt.json")) as f:
+  assert [r["step"] for r in records if r["kind"] == "train"] == list(range(1, runs.TOTAL + 1))  # one writer
+  with open(os.path.join(workdir, "eval", str(runs.TOTAL), "instances_gt.json")) as f:
     assert len(json.load(f)["images"]) == 20  # both hosts' halves of the validation split
 
 
 @pytest.mark.slow
 def test_two_process_checkpoint_restores_and_scores_the_same_in_one_process(data_dir, two_process_run,
                                                                             tmp_path):
-  workdir = str(tmp_path / "run")  # a copy: the fixture's run stays at step 4 for the other tests
+  workdir = str(tmp_path / "run")  # a copy: the fixture's run stays as it is for the other tests
   shutil.copytree(two_process_run[0], workdir)
-  config = tiny_panoptic_config(data_dir, total_steps=4)
+  config = tiny_panoptic_config(data_dir, **runs.SETTINGS)
   mesh = parallel.make_mesh()
   _, _, eval_fn, like = train.setup(config, mesh)
   ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), 3)
-  state, meta = ckpt.restore(4, like)
+  state, meta = ckpt.restore(runs.TOTAL, like)
   ckpt.close()
-  assert int(state.step) == 4 and meta["step"] == 4
+  assert int(state.step) == runs.TOTAL and meta["step"] == runs.TOTAL
   writer = MetricsWriter(str(tmp_path))
   scores = evaluate(eval_fn, state, data.EvalData(config, config.eval_batch_size), mesh, config,
-                    oracle.CLASS_NAMES, 4, str(tmp_path), writer)
+                    oracle.CLASS_NAMES, runs.TOTAL, str(tmp_path), writer)
   writer.close()
   with open(os.path.join(workdir, "metrics.jsonl")) as f:
     two = [r for r in map(json.loads, f) if r["kind"] == "eval"][-1]
-  for key in ("miou", "pixel_acc", "pq", "sq", "rq"):  # mask AP after 4 steps is 0: see the worker
+  for key in ("miou", "pixel_acc", "pq", "sq", "rq"):  # mask AP of this short run is 0: see the worker
     assert two[key] > 0.05 and scores[key] == pytest.approx(two[key], abs=1e-6), key
 
   # And training goes on from it in one process.
-  train.train_and_evaluate(tiny_panoptic_config(data_dir, total_steps=5), workdir)
+  train.train_and_evaluate(tiny_panoptic_config(data_dir, **{**runs.SETTINGS, "total_steps": runs.TOTAL + 1}),
+                           workdir)
   with open(os.path.join(workdir, "metrics.jsonl")) as f:
     steps = [r["step"] for r in map(json.loads, f) if r["kind"] == "train"]
-  assert steps == [1, 2, 3, 4, 5]
+  assert steps == list(range(1, runs.TOTAL + 2))
 
 
 @pytest.fixture
