@@ -1,9 +1,9 @@
 """Orbax CheckpointManager: the train state plus a little JSON metadata, saved asynchronously.
 
 A save is first written to `<step>.orbax-checkpoint-tmp` and only becomes step `<step>` when it is
-complete: by an atomic rename on a local or network disk, and on a bucket (gs://) by Orbax's
-`commit_success.txt`, written last. So an interrupted save is never the latest step; its leftover
-is removed when the next run opens the directory.
+complete, by an atomic rename (Orbax's rule for a local or network disk; on a bucket it would write
+`commit_success.txt` last instead). So an interrupted save is never the latest step; its leftover is
+removed when the next run opens the directory.
 """
 import os
 import re
@@ -12,12 +12,15 @@ import shutil
 from absl import logging
 import jax
 from jax.experimental import multihost_utils
+import numpy as np
 import orbax.checkpoint as ocp
 
 from segjax.errors import UserError, cause
 
 # 1: variables named by module (`stem/conv`, `stage1/block1/conv1/bn`), since segjax 0.2.
-FORMAT = 1
+# 2: the optimizer state inside optax.apply_if_finite's (config.optimizer.skip_nonfinite); a format 1
+#    checkpoint still gives its variables (predict, export, --eval_only), not its optimizer state.
+FORMAT = 2
 # Where an unreadable checkpoint goes when an older one reads: beside `checkpoints/`, never deleted.
 DAMAGED = "damaged_checkpoints"
 
@@ -66,28 +69,29 @@ class Checkpointer:
     return self._manager.latest_step()
 
   def save(self, step, state, meta):
-    """Starts writing step `step`; a failure of the previous write is raised here or in `wait`."""
+    """Starts writing step `step` once the previous write is on disk (Orbax waits for it anyway)."""
+    self.wait()
+    self._saving = step
     self._guarded(lambda: self._manager.save(
         step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
                                       meta=ocp.args.JsonSave({**meta, "format": FORMAT}))))
-    self._saving = step
 
   def wait(self):
-    """Blocks until the last save is on disk."""
+    """Blocks until the last save is on disk; a failed write is raised here."""
     self._guarded(self._manager.wait_until_finished)
     self._saving = None
 
   def _guarded(self, write):
     try:
       write()
-    except Exception as e:  # tensorstore reports a full disk as ValueError; the OS as OSError
+    except (OSError, ValueError) as e:  # tensorstore reports a full disk as ValueError, Python as OSError
       failed, self._saving = self._saving, None
       if failed is None:
         raise
       kept = [s for s in self._manager.all_steps() if s != failed]
       raise UserError(
-          f"Cannot write checkpoint step {failed} in {self.directory} ({_reason(e)}); free space "
-          "there or choose another --workdir and rerun, which resumes from "
+          f"Cannot write checkpoint step {failed} in {self.directory} ({_reason(e)}); free space there "
+          "and rerun, which resumes from "
           + (f"the intact step {max(kept)}." if kept else "the start: no checkpoint was complete.")) from e
 
   def restore(self, step, like):
@@ -100,13 +104,21 @@ class Checkpointer:
     A newer one that does not read while an older one does is damaged: it is moved to
     `damaged_checkpoints/` beside the directory, so the run goes on from the older one and saves
     that step again later. When none reads, nothing is moved: the config may be what is wrong.
+    Every process must restore the same step: a step that one of them cannot read counts as
+    unreadable for all.
     """
     failures = []
     for step in sorted(self._manager.all_steps(), reverse=True):
       try:
         state, meta = self.restore(step, like)
+        error = None
       except UserError as e:
-        failures.append((step, e))
+        error = e
+      if jax.process_count() > 1 and multihost_utils.process_allgather(np.int32(error is None)).min() == 0:
+        error = error or UserError(f"Checkpoint step {step} in {self.directory} cannot be read on another "
+                                   "process.")
+      if error is not None:
+        failures.append((step, error))
         continue
       if failures:
         self._move_aside(failures, step)
@@ -121,8 +133,9 @@ class Checkpointer:
       name, n = str(step), 1
       while os.path.exists(os.path.join(target, name)):  # damaged twice: keep both
         name, n = f"{step}.{n}", n + 1
-      logging.warning("%s Moved it to %s and resuming from step %d, the newest that reads.",
-                      str(error).split("; it was left untouched")[0] + ".", os.path.join(target, name), good)
+      logging.warning("Checkpoint step %d cannot be read (%s), so it was moved to %s and the run resumes from "
+                      "step %d, the newest that reads.", step, cause(error.__cause__ or error),
+                      os.path.join(target, name), good)
       if jax.process_index() == 0:
         os.makedirs(target, exist_ok=True)
         shutil.move(os.path.join(self.directory, str(step)), os.path.join(target, name))
@@ -143,9 +156,9 @@ class Checkpointer:
                                                                       meta=ocp.args.JsonRestore()))
     except Exception as e:  # orbax raises many types for a damaged or mismatched checkpoint
       if self._format(step) not in (None, FORMAT):
-        raise UserError(f"Checkpoint step {step} in {self.directory} was written by an older segjax, "
-                        "whose variables are named otherwise; it was left untouched: train again in "
-                        "another --workdir.") from e
+        raise UserError(f"Checkpoint step {step} in {self.directory} was written by an older segjax "
+                        f"(checkpoint format {self._format(step)}, this one reads {FORMAT}); it was left "
+                        "untouched: train again in another --workdir.") from e
       raise UserError(
           f"Cannot read checkpoint step {step} in {self.directory} ({cause(e)}); it was left "
           "untouched: move it aside or use another --workdir, or restore the config it was saved "

@@ -14,19 +14,17 @@ class MetricsWriter:
 
   Only process 0 writes, so a multi-host run produces one file, not one per host. A run resumed at
   `resumed_step` first drops what the run before it logged after that step (it is logged again),
-  so each step is recorded once and a resumed run plots as an uninterrupted one. `rescored`: the
-  eval of `resumed_step` is run again, so an earlier line of it goes too.
+  so each step is recorded once and a resumed run plots as an uninterrupted one.
   """
 
-  def __init__(self, workdir, resumed_step=None, rescored=False):
+  def __init__(self, workdir, resumed_step=None):
     self._active = jax.process_index() == 0
     if not self._active:
       return
     self._path = os.path.join(workdir, "metrics.jsonl")
-    self._guarded(lambda: _drop_after(self._path, resumed_step, rescored) if resumed_step is not None else None)
+    self._guarded(lambda: _drop_after(self._path, resumed_step))
     self._jsonl = self._guarded(lambda: open(self._path, "a"))
-    # TensorBoard hides what older event files hold from this step on (a SessionLog START event);
-    # an eval run again at `resumed_step` gives the same figures as any earlier one there.
+    # TensorBoard hides what older event files hold from this step on (a SessionLog START event).
     purge = None if resumed_step is None else resumed_step + 1
     self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"), purge_step=purge)
 
@@ -34,8 +32,8 @@ class MetricsWriter:
     try:
       return write()
     except OSError as e:
-      raise UserError(f"Cannot write {self._path} ({e.strerror}); free space there or choose another "
-                      "--workdir and rerun, which resumes from the latest checkpoint.") from e
+      raise UserError(f"Cannot write {self._path} ({e.strerror}); free space there and rerun, which "
+                      "resumes from the latest checkpoint.") from e
 
   def write(self, step, kind, scalars, extra=None):
     if not self._active:
@@ -60,11 +58,27 @@ class MetricsWriter:
       self._guarded(self._jsonl.close)
 
 
-def _drop_after(path, step, rescored):
-  """Rewrites `path` without the train and eval lines after `step` (and its eval line when
-  `rescored`) and without a torn last line; `eval_only` lines (scores of a checkpoint, not part of
+def logged(workdir, kind, step):
+  """Whether WORKDIR/metrics.jsonl has a `kind` line for `step`."""
+  path = os.path.join(workdir, "metrics.jsonl")
+  if not os.path.isfile(path):
+    return False
+  with open(path) as f:
+    for line in f:
+      try:
+        record = json.loads(line)
+      except ValueError:
+        continue
+      if record.get("kind") == kind and record.get("step") == step:
+        return True
+  return False
+
+
+def _drop_after(path, step):
+  """Rewrites `path` without a torn last line (a kill, a full disk) and, after a resume at `step`,
+  without the train and eval lines after it; `eval_only` lines (scores of a checkpoint, not part of
   the training) stay."""
-  if not os.path.exists(path):
+  if not os.path.isfile(path):  # nothing yet, or not a file to rewrite (a pipe, a device)
     return
   with open(path) as f:
     lines = f.readlines()
@@ -72,10 +86,9 @@ def _drop_after(path, step, rescored):
   for line in lines:
     try:
       record = json.loads(line)
-    except ValueError:  # a line cut short by a kill or a full disk
+    except ValueError:
       continue
-    kind, at = record.get("kind"), record.get("step", 0)
-    if kind == "eval_only" or at < step or (at == step and not (rescored and kind == "eval")):
+    if step is None or record.get("kind") == "eval_only" or record.get("step", 0) <= step:
       kept.append(line if line.endswith("\n") else line + "\n")
   if kept != lines:
     with open(path + ".tmp", "w") as f:

@@ -64,6 +64,14 @@ def _env_int(name):
     raise UserError(f"{name}={value!r} is not an integer.") from None
 
 
+def on_process_0(predicate):
+  """`predicate()` as process 0 finds it, told to every process: for files only process 0 writes."""
+  value = bool(predicate()) if jax.process_index() == 0 else False
+  if jax.process_count() == 1:
+    return value
+  return bool(multihost_utils.broadcast_one_to_all(np.int32(value)))
+
+
 def make_mesh(devices=None):
   """A 1-D mesh named `data` over `devices` (default: all devices of all processes)."""
   devices = jax.devices() if devices is None else devices

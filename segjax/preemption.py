@@ -4,18 +4,19 @@ Preemptible TPU VMs and cluster schedulers (SLURM's `scancel`, `--signal`, a job
 SIGTERM and give a short grace period; Ctrl-C sends SIGINT. One process alone notes the signal. With
 several processes, JAX's preemption sync point decides the step: its coordination service hears a
 SIGTERM on any process and every process reaches the same step. SIGINT is turned into a SIGTERM of
-this process so that the same service hears it. A second signal to one process acts at once, as if
-none had been caught: no save.
+this process so that the same service hears it. With one process, a second signal acts at once, as
+if none had been caught: no save.
 """
 import os
 import signal
 import threading
 
+from absl import logging
 import jax
 from jax.experimental import multihost_utils
 
-# sysexits.h's EX_TEMPFAIL: "a temporary failure; the user is invited to retry". Schedulers and
-# launch scripts requeue on it; the rerun resumes from the checkpoint saved at the stopping step.
+# sysexits.h's EX_TEMPFAIL: "a temporary failure; the user is invited to retry". A scheduler or a
+# wrapper script can requeue on it; the rerun resumes from the checkpoint saved at the stopping step.
 EXIT_RESUMABLE = 75
 
 
@@ -61,6 +62,14 @@ class Watcher:
     if jax.process_count() > 1:
       return multihost_utils.reached_preemption_sync_point(step)
     return self._signal is not None
+
+  def exit(self, step, directory):
+    """Raises Stopped once every process has saved step `step` in `directory` and says so: a
+    launcher that stops the others when one exits cannot cut a save short."""
+    multihost_utils.sync_global_devices("segjax_stopped")
+    logging.warning("Stopped by a signal after step %d, checkpoint saved in %s: run the same command "
+                    "to continue (exit status %d).", step, directory, EXIT_RESUMABLE)
+    raise Stopped(step, directory)
 
   def __exit__(self, *_):
     self._restore()

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import optax
 
 from segjax import config as config_lib
-from segjax import inference, losses, parallel, preemption, pretrained
+from segjax import inference, losses, metrics_writer, parallel, preemption, pretrained
 from segjax.evaluator import evaluate
 from segjax.checkpoint import Checkpointer
 from segjax.curves import plot_curves
@@ -74,8 +74,9 @@ def make_optimizer(config):
   if opt.backbone_lr_multiplier != 1.0:  # as a lower rate for the backbone's parameter group
     backbone = lambda params: {name: name == "backbone" for name in params}
     tx = optax.chain(tx, optax.masked(optax.scale(opt.backbone_lr_multiplier), backbone))
-  if opt.skip_nonfinite:  # a step with a non-finite gradient is not applied, up to N in a row
-    tx = optax.apply_if_finite(tx, max_consecutive_errors=opt.skip_nonfinite)
+  # A step whose gradient is not finite is not applied, up to skip_nonfinite in a row (0: none is
+  # skipped). Always wrapped, so that a run can be resumed with another skip_nonfinite.
+  tx = optax.apply_if_finite(tx, max_consecutive_errors=opt.skip_nonfinite)
   return tx, schedule
 
 
@@ -105,11 +106,13 @@ def train_step(state, batch, *, model, tx, schedule, loss_config, ignore_label, 
   metrics = {"loss": loss, **parts, "learning_rate": schedule(state.step),
              "grad_norm": optax.tree.norm(grads),
              "pixel_acc": correct.sum() / jnp.maximum((labels != ignore_label).sum(), 1)}
-  if isinstance(opt_state, optax.ApplyIfFiniteState):  # config.optimizer.skip_nonfinite
+  if isinstance(opt_state, optax.ApplyIfFiniteState):  # make_optimizer's: a skipped step skips them too
+    # An update applied although not finite (more in a row than allowed) stops the run anyway.
     batch_stats = jax.tree.map(lambda new, old: jnp.where(opt_state.last_finite, new, old),
                                batch_stats, state.batch_stats)
-    metrics["skipped_steps"] = opt_state.total_notfinite  # over the whole run: it is checkpointed
-  metrics[FINITE] = jnp.all(jnp.asarray([jnp.isfinite(x).all() for x in jax.tree.leaves((params, batch_stats))]))
+    metrics["skipped_steps"] = opt_state.total_notfinite.astype(jnp.float32)  # the run's, checkpointed
+  metrics[FINITE] = jnp.all(jnp.asarray([jnp.isfinite(x).all() for x in jax.tree.leaves((params, batch_stats))])
+                            ).astype(jnp.float32)  # every metric is float32
   new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
                             opt_state=opt_state)
   return new_state, metrics
@@ -186,6 +189,7 @@ def train_and_evaluate(config, workdir):
   if config.model.init_from.path and not (os.path.isdir(checkpoints) and os.listdir(checkpoints)):
     pretrained.check(config.model)  # a resumed run never reads it
   config, class_names = data.resolve(config)  # everything that follows from the data; no workdir yet
+  config_lib.validate(config)  # again: the values the dataset filled in, against the rest
   _check_writable(workdir)
   ckpt = Checkpointer(checkpoints, config.keep_checkpoints)
   try:
@@ -212,6 +216,7 @@ def evaluate_checkpoint(config, workdir):
     if step is None:
       raise UserError(f"No checkpoint in '{directory}' to evaluate; train first without --eval_only.")
     config, class_names = data.resolve(config)
+    config_lib.validate(config)
     _, _, eval_fn, state = setup(config, mesh)
     # The variables alone: the run's optimizer may have been another than --config's.
     state = state.replace(**ckpt.restore_variables(step, {"params": state.params,
@@ -251,7 +256,10 @@ def _train(config, class_names, workdir, mesh, ckpt):
     state = state.replace(**pretrained.load({"params": state.params, "batch_stats": state.batch_stats},
                                             config.model))
   start = int(state.step)
-  unscored = resumed is not None and meta.get("unscored", False)  # stopped before its eval
+  # Stopped by a signal at an eval step, a run saves before scoring: its rerun scores first, unless an
+  # earlier rerun did (the eval line is in metrics.jsonl).
+  unscored = resumed is not None and meta.get("unscored", False) and start <= config.total_steps
+  unscored = unscored and not parallel.on_process_0(lambda: metrics_writer.logged(workdir, "eval", start))
   if start >= config.total_steps and not unscored:  # its config.json stays the one it was trained with
     logging.info("Run already finished: step %d >= total_steps %d; nothing to train.", start,
                  config.total_steps)
@@ -262,27 +270,27 @@ def _train(config, class_names, workdir, mesh, ckpt):
     with open(os.path.join(workdir, "class_names.json"), "w") as f:
       json.dump(list(class_names), f)
 
-  writer = MetricsWriter(workdir, resumed_step=start, rescored=unscored)  # a run killed early: step 0
+  writer = MetricsWriter(workdir, resumed_step=start)  # step 0: a run that died before any checkpoint
   eval_data = data.EvalData(config, parallel.host_batch_size(config.eval_batch_size))
   score = lambda state, step: evaluate(  # official output files of the final model only (slow)
       eval_fn, state, eval_data, mesh, config, class_names, step, workdir, writer,
       official_files=step == config.total_steps)
-  save = lambda state, step, unscored=False: ckpt.save(step, state, {  # unscored: see Stopped
+  save = lambda state, step, unscored=False: ckpt.save(step, state, {
       "step": step, "config": json.loads(config.to_json_best_effort()), "unscored": unscored})
   try:
-    if unscored:
-      score(state, start)
-    batches = data.train_batches(config, start, parallel.host_batch_size(config.batch_size))
-    logging.info("Training steps %d..%d on %d devices, global batch %d.", start, config.total_steps,
-                 mesh.devices.size, config.batch_size)
-    t0, s0 = time.perf_counter(), start
-    with preemption.Watcher() as watcher:
+    with preemption.Watcher() as watcher:  # a signal from here on stops after the next step
+      if unscored:
+        score(state, start)
+      batches = data.train_batches(config, start, parallel.host_batch_size(config.batch_size))
+      logging.info("Training steps %d..%d on %d devices, global batch %d.", start, config.total_steps,
+                   mesh.devices.size, config.batch_size)
+      t0, s0 = time.perf_counter(), start
       for step in range(start + 1, config.total_steps + 1):
         state, metrics = train_fn(state, parallel.to_global(next(batches), mesh))
         last, stop = step == config.total_steps, watcher.stop(step)
         logs, saves = step % config.log_every == 0 or last, step % config.checkpoint_every == 0 or last
         evals = step % config.eval_every == 0 or last
-        if logs or saves or stop:  # a diverged state is never saved: the last good checkpoint stays
+        if logs or saves or evals or stop:  # a diverged state is never scored or saved
           metrics = jax.device_get(metrics)
           _check_finite(metrics, step, config.optimizer.skip_nonfinite, ckpt)
         if logs:
@@ -295,10 +303,7 @@ def _train(config, class_names, workdir, mesh, ckpt):
         if stop:  # its eval waits for the rerun: a grace period is short
           save(state, step, unscored=evals)
           ckpt.wait()
-          logging.warning("Stopped by a signal after step %d, checkpoint saved in %s: run the same "
-                          "command to continue (exit status %d).", step, ckpt.directory,
-                          preemption.EXIT_RESUMABLE)
-          raise preemption.Stopped(step, ckpt.directory)
+          watcher.exit(step, ckpt.directory)
         if evals:
           score(state, step)
         if saves:
@@ -311,14 +316,16 @@ def _train(config, class_names, workdir, mesh, ckpt):
 
 
 def _check_finite(metrics, step, skip, ckpt):
-  """Stops on a non-finite loss or, when up to `skip` such steps in a row are skipped, on a
-  non-finite state (more were in a row)."""
-  if metrics.pop(FINITE) and (skip or math.isfinite(metrics["loss"])):
+  """Stops the run when the step's loss is not finite, unless the step was skipped (`skip` allows
+  that many in a row), and whenever the parameters or BatchNorm statistics are not."""
+  finite_state, loss = metrics.pop(FINITE), metrics["loss"]
+  if finite_state and (skip or math.isfinite(loss)):
     return
   good = ckpt.latest_step()
+  what = (f"Loss became {loss} at step {step}" if not math.isfinite(loss) else
+          f"The parameters became non-finite at step {step} (loss {loss:.4g})")
   raise UserError(
-      f"Loss became {metrics['loss']} at step {step}"
-      + (f" after more than {skip} non-finite steps in a row" if skip else "") + "; "
+      what + (f" after more than {skip} non-finite steps in a row" if skip and not finite_state else "") + "; "
       + (f"the last good checkpoint, step {good}, is kept" if good is not None else "no checkpoint was saved")
       + ": lower config.optimizer.lr, set config.optimizer.grad_clip_norm, or let "
       "config.optimizer.skip_nonfinite=N skip up to N such steps in a row.")

@@ -30,8 +30,8 @@ def test_a_checkpoint_of_an_older_segjax_is_named_as_such_and_kept(tmp_path):
                                                meta=ocp.args.JsonSave({"step": 3})))
   old.close()
   again = Checkpointer(str(tmp_path), keep=2)
-  with pytest.raises(UserError, match=r"^Checkpoint step 3 in .* was written by an older segjax, whose "
-                     r"variables are named otherwise; it was left untouched: train again in another "
+  with pytest.raises(UserError, match=r"^Checkpoint step 3 in .* was written by an older segjax \(checkpoint "
+                     rf"format 0, this one reads {FORMAT}\); it was left untouched: train again in another "
                      r"--workdir.$"):
     again.restore(3, {"conv": jnp.zeros(3)})
   again.close()

@@ -91,7 +91,7 @@ def test_a_full_checkpoint_disk_stops_the_run_with_a_sentence_and_keeps_the_earl
   assert result.returncode == 1, result.stderr[-3000:]
   last = result.stderr.strip().splitlines()[-1]
   said = re.fullmatch(r"segjax: error: Cannot write checkpoint step (\d+) in \S+ \(No space left on device\); "
-                      r"free space there or choose another --workdir and rerun, which resumes from the intact "
+                      r"free space there and rerun, which resumes from the intact "
                       r"step (\d+)\.", last)
   assert said, last
   failed, intact = int(said.group(1)), int(said.group(2))

@@ -34,10 +34,12 @@ def test_a_resumed_run_drops_what_the_dead_run_logged_after_its_step(tmp_path):
   assert _lines(path)[-1]["loss"] == 1.5  # the rerun's step 3, not the dead run's
 
 
-def test_a_rescored_step_loses_its_earlier_eval_line_only(tmp_path):
+def test_a_torn_last_line_is_dropped_before_anything_is_appended(tmp_path):
   path = str(tmp_path / "metrics.jsonl")
-  _write(path, [_record(2, "train", loss=2.0), _record(2, "eval", miou=0.1), _record(2, "eval_only", miou=0.3)])
-  MetricsWriter(str(tmp_path), resumed_step=2, rescored=True).close()
+  _write(path, [_record(2, "train", loss=2.0), '{"step": 3, "kind": "tra'])
+  writer = MetricsWriter(str(tmp_path))  # --eval_only: no resume, nothing else dropped
+  writer.write(2, "eval_only", {"miou": 0.5})
+  writer.close()
   assert [(r["step"], r["kind"]) for r in _lines(path)] == [(2, "train"), (2, "eval_only")]
 
 
@@ -54,5 +56,5 @@ def test_a_full_disk_is_one_sentence(tmp_path):
   os.symlink("/dev/full", tmp_path / "metrics.jsonl")  # every write fails with ENOSPC
   writer = MetricsWriter(str(tmp_path))
   with pytest.raises(UserError, match=r"^Cannot write .*metrics.jsonl \(No space left on device\); free space "
-                     r"there or choose another --workdir and rerun, which resumes from the latest checkpoint.$"):
+                     r"there and rerun, which resumes from the latest checkpoint.$"):
     writer.write(1, "train", {"loss": 1.0})
