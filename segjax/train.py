@@ -167,6 +167,11 @@ def setup(config, mesh):
   return Setup(model, train_fn, eval_fn, init(jax.random.key(config.seed)))
 
 
+def _holds_files(directory):
+  """Whether `directory` exists and is not empty, asked without creating it (as Checkpointer would)."""
+  return os.path.isdir(directory) and bool(os.listdir(directory))
+
+
 def _check_writable(workdir):
   try:
     os.makedirs(workdir, exist_ok=True)
@@ -186,7 +191,7 @@ def train_and_evaluate(config, workdir):
   parallel.check_batch_size(config.batch_size, mesh)
   parallel.check_batch_size(config.eval_batch_size, mesh, "config.eval_batch_size")
   checkpoints = os.path.join(workdir, "checkpoints")
-  if config.model.init_from.path and not (os.path.isdir(checkpoints) and os.listdir(checkpoints)):
+  if config.model.init_from.path and not _holds_files(checkpoints):
     pretrained.check(config.model)  # a resumed run never reads it
   config, class_names = data.resolve(config)  # everything that follows from the data; no workdir yet
   config_lib.validate(config)  # again: the values the dataset filled in, against the rest
@@ -208,7 +213,7 @@ def evaluate_checkpoint(config, workdir):
   mesh = parallel.make_mesh()
   parallel.check_batch_size(config.eval_batch_size, mesh, "config.eval_batch_size")
   directory = os.path.join(workdir, "checkpoints")
-  if not os.path.isdir(directory) or not os.listdir(directory):  # nothing is created in the workdir
+  if not _holds_files(directory):  # nothing is created in the workdir
     raise UserError(f"No checkpoint in '{directory}' to evaluate; train first without --eval_only.")
   ckpt = Checkpointer(directory, config.keep_checkpoints)
   try:
