@@ -18,11 +18,10 @@ import time
 
 from absl import app, flags
 import jax
-import jax.numpy as jnp
 from ml_collections import config_flags
 
 from segjax import config as config_lib
-from segjax import inference, parallel, train
+from segjax import heads, inference, parallel, train
 from segjax.errors import UserError
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Benchmark config (configs/bench/*.py).",
@@ -32,15 +31,12 @@ flags.mark_flags_as_required(["config"])
 
 
 def synthetic_batch(config, mesh, rng):
-  """A global training batch of random pixels and labels (and instance targets), on the devices."""
+  """A global training batch of random pixels and labels (and the head's targets), on the devices."""
   n, size, classes = config.batch_size, config.benchmark.image_size, config.dataset.num_classes
-  keys = jax.random.split(rng, 4)
+  keys = jax.random.split(rng, 3)
   batch = {"image": jax.random.uniform(keys[0], (n, size, size, 3)),
-           "semantic": jax.random.randint(keys[1], (n, size, size), 0, classes)}
-  if config.model.instance_head:
-    ones = jnp.ones((n, size, size))
-    batch.update(center=jax.random.uniform(keys[2], (n, size, size)), center_weight=ones,
-                 offsets=jax.random.normal(keys[3], (n, size, size, 2)) * 8, offset_weight=ones)
+           "semantic": jax.random.randint(keys[1], (n, size, size), 0, classes),
+           **heads.get(config).synthetic_targets(config, keys[2], n, size)}
   return jax.device_put(batch, parallel.batch_sharding(mesh))
 
 
@@ -84,7 +80,7 @@ def _sized(config):
   """The config with what the model's shapes need; the benchmark reads no data, so no dataset
   descriptor fills them."""
   ds = config.dataset
-  if ds.num_classes is None or (config.model.instance_head and ds.thing_classes is None):
+  if ds.num_classes is None or ("instance" in heads.get(config).label_keys and ds.thing_classes is None):
     raise UserError("The benchmark reads no dataset: set config.dataset.num_classes (and "
                     "config.dataset.thing_classes for an instance head) in the benchmark config.")
   config = config.copy_and_resolve_references()
@@ -109,8 +105,8 @@ def run(config, devices=None):
   model, train_fn, _, state = train.setup(config, mesh)
   batch = synthetic_batch(config, mesh, jax.random.key(config.seed + 1))
   n = config.batch_size
-  common = {"bench": "segjax", "model": f"{config.model.backbone}+{config.model.semantic_head}"
-                                        + (f"+{config.model.instance_head}" if config.model.instance_head else ""),
+  common = {"bench": "segjax", "model": "+".join([config.model.backbone] + [
+      type(module).__name__ for _, module, _ in model.heads]),
             "batch": n, "size": bench.image_size, "dtype": config.model.dtype,
             "devices": mesh.devices.size, "device_kind": jax.devices()[0].device_kind,
             "jax": jax.__version__}
@@ -165,7 +161,7 @@ def run_input(config):
   rate = bench.steps * host_batch / (time.perf_counter() - start)
   cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
   record = {"bench": "segjax", "mode": "input", "dataset": config.dataset.name,
-            "crop": list(config.input.crop_size), "instance_targets": bool(config.model.instance_head),
+            "crop": list(config.input.crop_size), "instance_targets": "instance" in heads.get(config).label_keys,
             "batch": host_batch, "processes": jax.process_count(), "cpu_cores": cores,
             "images_per_s": round(rate, 2), "images_per_s_per_core": round(rate / cores, 2)}
   print(json.dumps(record), flush=True)

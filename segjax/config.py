@@ -11,7 +11,7 @@ from ml_collections import config_dict
 from segjax.errors import UserError
 
 # Sub-dicts whose keys are free: they are passed as keyword arguments to a module.
-_FREE = ("backbone_kwargs", "semantic_head_kwargs", "instance_head_kwargs")
+_FREE = ("backbone_kwargs", "semantic_head_kwargs", "instance_head_kwargs", "head_kwargs")
 
 
 def base_config():
@@ -49,6 +49,10 @@ def base_config():
       semantic_head_kwargs=ml_collections.ConfigDict(),
       instance_head="",  # "" for semantic only, or center_offset
       instance_head_kwargs=ml_collections.ConfigDict(),
+      # A head of segjax.heads that makes every output itself (mask_former), in place of the two
+      # above; "" keeps them.
+      head="",
+      head_kwargs=ml_collections.ConfigDict(),
       dtype="float32",  # compute dtype; parameters, loss and metrics stay float32
       # Weights to start from (python -m segjax.convert writes them), loaded after init into the
       # top-level modules `parts`; a run resuming from its checkpoint ignores them.
@@ -60,12 +64,26 @@ def base_config():
       center_weight=200.0,  # heatmap MSE (Panoptic-DeepLab's weights)
       offset_weight=0.01,  # offset L1, in pixels
       center_sigma=8.0,  # Gaussian of the centre targets, in pixels
+      # mask_former (Mask2Former's): matching costs and loss weights of the class, the mask's
+      # sigmoid cross-entropy and its dice; the "no object" class's weight; points per mask.
+      class_weight=2.0,
+      mask_weight=5.0,
+      dice_weight=5.0,
+      no_object_weight=0.1,
+      num_points=12544,  # 112 * 112
+      oversample_ratio=3.0,  # points drawn per point kept, for the uncertainty sampling
+      importance_sample_ratio=0.75,  # share of the kept points that are the most uncertain
+      max_segments=100,  # target segments per image; a crop with more keeps the largest
   ))
   c.postprocess = ml_collections.ConfigDict(dict(
       center_threshold=0.1,
       nms_kernel=7,
       top_k=16,  # instance slots per image
       min_stuff_area=64,
+      # mask_former: a query is kept when its class score is above this, and its segment when it
+      # keeps this share of its own mask after overlaps are resolved (Mask2Former's 0.8 and 0.8).
+      object_mask_threshold=0.8,
+      overlap_threshold=0.8,
   ))
   c.eval = ml_collections.ConfigDict(dict(  # how eval, predict, the benchmark and export infer
       mode="whole",  # whole: each image at once | slide: windows averaged where they overlap
@@ -84,7 +102,8 @@ def base_config():
       lr=1e-3,
       momentum=0.9,  # sgd only
       weight_decay=1e-4,
-      schedule="cosine",  # constant | cosine | poly
+      schedule="cosine",  # constant | cosine | poly | step
+      step_at=(0.889, 0.963),  # step: the rate x0.1 at these fractions of the run (Mask2Former's COCO)
       warmup_steps=0,
       poly_power=0.9,
       grad_clip_norm=0.0,  # 0 disables clipping
@@ -199,6 +218,16 @@ _RULES = {
     "loss.center_weight": _WEIGHT,
     "loss.offset_weight": _WEIGHT,
     "loss.center_sigma": _numbers(lambda v: v > 0, "> 0, in pixels"),
+    "loss.class_weight": _WEIGHT,
+    "loss.mask_weight": _WEIGHT,
+    "loss.dice_weight": _WEIGHT,
+    "loss.no_object_weight": _WEIGHT,
+    "loss.num_points": _AT_LEAST_1,
+    "loss.oversample_ratio": _numbers(lambda v: v >= 1, ">= 1"),
+    "loss.importance_sample_ratio": _numbers(lambda v: 0 <= v <= 1, "in [0, 1]"),
+    "loss.max_segments": _AT_LEAST_1,
+    "postprocess.object_mask_threshold": _numbers(lambda v: 0 <= v <= 1, "in [0, 1]"),
+    "postprocess.overlap_threshold": _numbers(lambda v: 0 <= v <= 1, "in [0, 1]"),
     "postprocess.center_threshold": _numbers(lambda v: 0 <= v <= 1, "in [0, 1]"),
     "postprocess.nms_kernel": (lambda v: _is_int(v) and v >= 1 and v % 2 == 1, "give an odd integer >= 1, e.g. 7"),
     "postprocess.top_k": _AT_LEAST_1,
@@ -207,7 +236,9 @@ _RULES = {
     "optimizer.lr": _numbers(lambda v: v > 0, "> 0"),
     "optimizer.momentum": _numbers(lambda v: 0 <= v < 1, "in [0, 1)"),
     "optimizer.weight_decay": _WEIGHT,
-    "optimizer.schedule": _choice("constant", "cosine", "poly"),
+    "optimizer.schedule": _choice("constant", "cosine", "poly", "step"),
+    "optimizer.step_at": (lambda v: isinstance(v, (tuple, list)) and all(_is_number(f) and 0 < f < 1 for f in v),
+                          "give fractions of the run in (0, 1), e.g. (0.889, 0.963)"),
     "optimizer.warmup_steps": _ints_from(0),
     "optimizer.poly_power": _numbers(lambda v: v > 0, "> 0"),
     "optimizer.grad_clip_norm": _numbers(lambda v: v >= 0, ">= 0 (0: no clipping)"),
@@ -275,24 +306,6 @@ def _check_relations(config):
     if n is not None and ds.ignore_label < n:
       raise UserError(f"config.dataset.ignore_label is {ds.ignore_label}, one of the {n} classes of "
                       f"config.dataset.num_classes (0..{n - 1}): give a label that is no class, e.g. 255.")
-  divisor = ds.label_divisor
-  if config.model.instance_head and divisor is not None:  # panoptic id = class * divisor + slot + 1
-    if config.postprocess.top_k >= divisor:
-      raise UserError(f"config.postprocess.top_k is {config.postprocess.top_k}, not below "
-                      f"config.dataset.label_divisor={divisor}: instance ids would run into the next "
-                      f"class's panoptic ids; give at most {divisor - 1} instances.")
-    if n is not None and n > divisor:
-      raise UserError(f"config.dataset.num_classes is {n}, above config.dataset.label_divisor={divisor}: "
-                      "panoptic ids class * label_divisor + instance need a divisor >= the class count.")
-  init = config.model.init_from
-  if init.path:
-    modules = ["backbone", "semantic_head"] + (["instance_head"] if config.model.instance_head else [])
-    if not init.parts:
-      raise UserError("config.model.init_from.parts is empty; name the modules to load, e.g. (\"backbone\",).")
-    for part in init.parts:
-      if part not in modules:
-        raise UserError(f"config.model.init_from.parts names '{part}', which this model does not have; "
-                        f"choose from {', '.join(modules)}.")
 
 
 def _shown(value):
@@ -354,12 +367,30 @@ def _check_window_fits(config, window):
 
 
 def _check_model(config):
-  """What build_segmenter would refuse: the dtype, backbone and heads by name, their kwargs by key."""
-  from segjax.models import segmenter  # pylint: disable=g-import-not-at-top  (jax and flax: only here)
+  """What build_segmenter would refuse (the dtype, backbone and heads by name, their kwargs by key),
+  what the head refuses, and the modules init_from names."""
+  # pylint: disable=g-import-not-at-top  (jax and flax: only here)
+  from segjax import heads
+  from segjax.models import segmenter
   try:
-    segmenter.build_segmenter(config.model, config.dataset.num_classes or 1)
+    model = segmenter.build_segmenter(config.model, config.dataset.num_classes or 1)
   except ValueError as e:
     raise UserError(str(e)) from e
+  head, ds = heads.get(config), config.dataset
+  if "panoptic" in head.metrics and ds.label_divisor is not None and (ds.num_classes or 0) > ds.label_divisor:
+    raise UserError(f"config.dataset.num_classes is {ds.num_classes}, above config.dataset.label_divisor="
+                    f"{ds.label_divisor}: panoptic ids class * label_divisor + instance need a divisor >= "
+                    "the class count.")
+  head.check(config)
+  init = config.model.init_from
+  if init.path:
+    modules = ["backbone"] + [scope for scope, _, _ in model.heads]
+    if not init.parts:
+      raise UserError("config.model.init_from.parts is empty; name the modules to load, e.g. (\"backbone\",).")
+    for part in init.parts:
+      if part not in modules:
+        raise UserError(f"config.model.init_from.parts names '{part}', which this model does not have; "
+                        f"choose from {', '.join(modules)}.")
 
 
 def load_config_file(path):
@@ -380,16 +411,8 @@ def tiny_variant(c):
   if c.model.backbone.startswith("resnet"):  # one block per stage: compiles in a third of the time
     c.model.backbone_kwargs.width = 4
     c.model.backbone_kwargs.stage_sizes = (1, 1, 1, 1)
-  if c.model.semantic_head == "deeplabv3plus":
-    c.model.semantic_head_kwargs.aspp_features = 8
-    c.model.semantic_head_kwargs.decoder_features = 8
-    c.model.semantic_head_kwargs.low_features = 4
-  if c.model.instance_head:
-    c.model.instance_head_kwargs.hidden = 8
-    c.model.instance_head_kwargs.branch = 4
-    c.loss.center_sigma = 2.0
-    c.postprocess.nms_kernel = 3
-    c.postprocess.min_stuff_area = 4
+  from segjax import heads  # pylint: disable=g-import-not-at-top  (jax and flax: only here)
+  heads.get(c).tiny(c)
   c.model.dtype = "float32"
   c.model.init_from.path = None  # a few channels wide: no pretrained weights fit
   height, width = c.input.crop_size or (32, 32)
@@ -452,3 +475,28 @@ def schedule(c, total_steps, batch_size, eval_batch_size, variant=""):
   c.log_every = 100
   c.eval_every = c.checkpoint_every = total_steps // 10
   return tiny_variant(c) if variant == "tiny" else c
+
+
+def mask_former_r50(dataset, crop_size, scales, frozen_bn):
+  """Mask2Former's R50 recipe (Cheng et al. 2022; facebookresearch/Mask2Former's
+  maskformer2_R50_bs16_*.yaml): ResNet-50 at stride 32 from ImageNet weights (RESNET50_IMAGENET),
+  100 queries, 9 decoder layers of width 256 (8 heads, feed-forward 2048), class, mask and dice
+  weights 2, 5, 5, "no object" 0.1, 12544 points per mask (oversampled 3x, 75% by uncertainty);
+  AdamW lr 1e-4, weight decay 0.05, the backbone's rate x0.1, gradient norm clipped at 0.01;
+  batch 16 in bfloat16 (Mask2Former trains with AMP). segjax's pixel decoder is an FPN with
+  BatchNorm where Mask2Former's is six layers of multi-scale deformable attention with GroupNorm."""
+  c = base_config()
+  c.dataset.name = dataset
+  c.model.backbone = "resnet50"
+  c.model.backbone_kwargs.output_stride = 32
+  c.model.backbone_kwargs.frozen_bn = frozen_bn
+  c.model.init_from.path = RESNET50_IMAGENET
+  c.model.head = "mask_former"
+  c.model.head_kwargs.update(num_queries=100, hidden=256, mask_dim=256, layers=9, heads=8, ffn=2048)
+  c.model.dtype = "bfloat16"
+  c.input.crop_size = crop_size
+  c.input.min_scale, c.input.max_scale = scales
+  c.optimizer.name, c.optimizer.lr, c.optimizer.weight_decay = "adamw", 1e-4, 0.05
+  c.optimizer.backbone_lr_multiplier = 0.1
+  c.optimizer.grad_clip_norm = 0.01
+  return c

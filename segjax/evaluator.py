@@ -6,7 +6,7 @@ from absl import logging
 import jax
 import numpy as np
 
-from segjax import parallel, visualize
+from segjax import heads, parallel, visualize
 from segjax.evaluation import CocoMaskEvaluator, PanopticQuality, panoptic_from_labels, semantic_metrics
 from segjax.evaluation.label_files import write_labels
 from segjax.evaluation.panoptic_files import PanopticFiles
@@ -14,7 +14,7 @@ from segjax.evaluation.panoptic_files import PanopticFiles
 
 def evaluate(eval_fn, state, eval_data, mesh, config, class_names, step, workdir, writer,
              official_files=False, kind="eval", extra=None, notes=None):
-  """mIoU and pixel accuracy; with an instance head also COCO mask AP and PQ.
+  """mIoU and pixel accuracy; where the config's head predicts instances also COCO mask AP and PQ.
 
   Each image is scored inside its own height and width: the padding never reaches a metric.
   Appends one line to metrics.jsonl and, for instances, writes the COCO ground truth and results it
@@ -24,6 +24,7 @@ def evaluate(eval_fn, state, eval_data, mesh, config, class_names, step, workdir
   `kind` is `kind`, with the scalars `extra()` gives after the pass and the JSON `notes` added.
   """
   ds = config.dataset
+  instances = "instances" in heads.get(config).metrics
   main = jax.process_index() == 0  # every process computes and gathers; process 0 scores and writes
   folder = os.path.join(workdir, "eval", str(step))
   names = eval_data.file_names() if official_files and main else {}
@@ -36,7 +37,6 @@ def evaluate(eval_fn, state, eval_data, mesh, config, class_names, step, workdir
       n = config.num_summary_images
       seen = parallel.gather({"image": inputs["image"], "truth": inputs["semantic"], "pred": out["semantic"]})
       pictures = (seen["image"][:n], seen["truth"][:n], seen["pred"][:n])
-    instances = "instances" in out
     if not (instances or official_files):
       continue
     # Each host holds only its slice of the eval data: gather truth and predictions of the whole

@@ -1,13 +1,14 @@
 """The one inference function: variables and images in, the common outputs out (semantic map, and
 with an instance head the instances and panoptic map), under the evaluation protocol the config
-names, all inside jit with static shapes. Eval, predict, the benchmark and export call it.
+names, all inside jit with static shapes; the config's head (segjax.heads) post-processes. Eval,
+predict, the benchmark and export call it.
 
 Protocols (`config.eval`): the whole image at once, or sliding windows whose logits are averaged
 where they overlap; either at several scales and optionally mirrored, the dense outputs resized
-back to the image's size (bilinear without antialiasing, as mmsegmentation resizes) and averaged:
-class probabilities (as mmsegmentation's test-time augmentation averages them), the centre heatmap,
-and offsets. Offsets are displacements, not values: a mirrored pass's x offsets change sign, and a
-pass at scale s predicts offsets s times too long.
+back to the image's size (bilinear without antialiasing, as mmsegmentation resizes) and averaged
+as the heads declare (Head.outputs): class probabilities as mmsegmentation's test-time augmentation
+averages them, maps as they are. Displacements (Panoptic-DeepLab's offsets) are not values: a
+mirrored pass's x offsets change sign, and a pass at scale s predicts offsets s times too long.
 """
 import functools
 from typing import NamedTuple
@@ -17,9 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from segjax import config as config_lib
-from segjax import postprocess
-
-_DISPLACEMENTS = ("offsets",)  # dense outputs in pixels (dy, dx): flipped and scaled as vectors
+from segjax import heads
 
 
 class Protocol(NamedTuple):
@@ -72,6 +71,10 @@ def _slide(apply, images, p):
     return jax.tree.map(lambda o: o[:, :h, :w], apply(images))
   crops = jnp.stack([images[:, y:y + wh, x:x + ww] for y, x in corners])
   outs = jax.lax.map(apply, crops)
+  whole = [k for k in outs if _kind(k) == "global"]
+  if whole:
+    raise ValueError(f"Output {whole[0]} is one value per image, which sliding windows cannot stitch: "
+                     "use config.eval.mode='whole' with this head.")
   total = jax.tree.map(lambda o: jnp.zeros((n, height, width) + o.shape[4:], o.dtype), outs)
   count = np.zeros((height, width), np.float32)
   for i, (y, x) in enumerate(corners):
@@ -82,23 +85,34 @@ def _slide(apply, images, p):
   return jax.tree.map(lambda t: (t / _spread(count, t))[:, :h, :w], total)
 
 
+def _kind(key):
+  """How output `key` averages over views, as its head declares (a map unless it says otherwise)."""
+  return heads.output_kinds().get(key, "dense")
+
+
 def _flip(outputs):
   """Mirrors dense outputs left-right; a displacement's x changes sign."""
-  flipped = {k: jnp.flip(v, axis=2) for k, v in outputs.items()}
-  for k in _DISPLACEMENTS:
-    if k in flipped:
-      flipped[k] = flipped[k] * jnp.array([1.0, -1.0], flipped[k].dtype)
+  flipped = {}
+  for k, v in outputs.items():
+    kind = _kind(k)
+    flipped[k] = v if kind == "global" else jnp.flip(v, axis=2)
+    if kind == "displacement":
+      flipped[k] = flipped[k] * jnp.array([1.0, -1.0], v.dtype)
   return flipped
 
 
 def _resize(outputs, size):
   """Dense outputs bilinearly resized to `size`; displacements also scaled by the resize factor."""
-  n, h, w = next(iter(outputs.values())).shape[:3]
-  resized = {k: jax.image.resize(v, (n, *size) + v.shape[3:], "bilinear", antialias=False)
-             for k, v in outputs.items()}
-  for k in _DISPLACEMENTS:
-    if k in resized:
-      resized[k] = resized[k] * jnp.array([size[0] / h, size[1] / w], resized[k].dtype)
+  resized = {}
+  for k, v in outputs.items():
+    kind = _kind(k)
+    if kind == "global":
+      resized[k] = v
+      continue
+    n, h, w = v.shape[:3]
+    resized[k] = jax.image.resize(v, (n, *size) + v.shape[3:], "bilinear", antialias=False)
+    if kind == "displacement":
+      resized[k] = resized[k] * jnp.array([size[0] / h, size[1] / w], v.dtype)
   return resized
 
 
@@ -119,28 +133,16 @@ def dense_outputs(apply, images, p):
     out = out if scaled == size else _resize(out, size)
     if len(views) == 1:
       return out  # one pass: the model's own logits, bit for bit
-    out = {**out, "semantic_logits": jax.nn.softmax(out["semantic_logits"], axis=-1)}
+    out = {k: jax.nn.softmax(v, axis=-1) if _kind(k) == "probabilities" else v for k, v in out.items()}
     total = out if total is None else jax.tree.map(jnp.add, total, out)  # a running sum: one pass held
   mean = jax.tree.map(lambda t: t / len(views), total)
-  return {**mean, "semantic_logits": jnp.log(mean["semantic_logits"])}  # log-probabilities
+  return {k: jnp.log(v) if _kind(k) == "probabilities" else v for k, v in mean.items()}  # log-probabilities
 
 
 def postprocess_outputs(outputs, config, sort=False):
-  """The common outputs of a batch's dense outputs: the semantic map, and with centres and offsets
-  the instances and panoptic map, per `config.postprocess` (`sort`: see postprocess.find_centers)."""
-  semantic = jnp.argmax(outputs["semantic_logits"], -1).astype(jnp.int32)
-  result = {"semantic": semantic}
-  if "center" not in outputs:
-    return result
-  things, pp = tuple(config.dataset.thing_classes), config.postprocess
-  instances = jax.vmap(functools.partial(
-      postprocess.instances, thing_classes=things, threshold=pp.center_threshold,
-      nms_kernel=pp.nms_kernel, top_k=pp.top_k, sort=sort))(outputs["semantic_logits"], outputs["center"],
-                                                  outputs["offsets"])
-  panoptic = jax.vmap(functools.partial(
-      postprocess.panoptic_fusion, thing_classes=things, min_stuff_area=pp.min_stuff_area,
-      label_divisor=config.dataset.label_divisor))(semantic, instances)
-  return {**result, "instances": instances, "panoptic": panoptic}
+  """The common outputs of a batch's dense outputs, by the config's head (`sort`: see
+  postprocess.find_centers)."""
+  return heads.get(config).postprocess(outputs, config, sort)
 
 
 def flatten(result):

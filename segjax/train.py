@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import optax
 
 from segjax import config as config_lib
-from segjax import inference, losses, metrics_writer, parallel, preemption, pretrained
+from segjax import heads, inference, metrics_writer, parallel, preemption, pretrained
 from segjax.evaluator import evaluate
 from segjax.checkpoint import Checkpointer
 from segjax.curves import plot_curves
@@ -40,12 +40,15 @@ class TrainState(flax.struct.PyTreeNode):
 
 
 def make_schedule(opt):
-  """Learning rate per step: linear warm-up, then constant, cosine or poly decay to 0."""
+  """Learning rate per step: linear warm-up, then constant, cosine or poly decay to 0, or steps of
+  x0.1 at the fractions `step_at` of the run (detectron2's multi-step schedule)."""
   decay_steps = max(opt.total_steps - opt.warmup_steps, 1)
   decays = {
       "constant": optax.constant_schedule(opt.lr),
       "cosine": optax.cosine_decay_schedule(opt.lr, decay_steps),
       "poly": optax.polynomial_schedule(opt.lr, 0.0, opt.poly_power, decay_steps),
+      "step": optax.piecewise_constant_schedule(
+          opt.lr, {max(int(f * opt.total_steps) - opt.warmup_steps, 1): 0.1 for f in opt.step_at}),
   }
   if opt.schedule not in decays:
     raise UserError(f"Unknown schedule '{opt.schedule}': choose one of {', '.join(decays)} "
@@ -87,32 +90,30 @@ def create_train_state(model, tx, rng, image_size):
                     batch_stats=variables.get("batch_stats", {}), opt_state=tx.init(variables["params"]))
 
 
-def train_step(state, batch, *, model, tx, schedule, loss_config, ignore_label, seed=0):
+def train_step(state, batch, *, model, tx, schedule, head, config):
   """One optimisation step on a global batch; BatchNorm statistics are over the whole batch.
-  Stochastic depth draws from the seed and the step, so a resumed run draws what a straight one does."""
+  Stochastic depth and the head's sampling draw from the seed and the step, so a resumed run draws
+  what a straight one does."""
+  key = jax.random.fold_in(jax.random.key(config.seed), state.step)
 
   def loss_fn(params):
     outputs, updates = model.apply({"params": params, "batch_stats": state.batch_stats},
-                                   batch["image"], train=True, mutable=["batch_stats"],
-                                   rngs={"dropout": jax.random.fold_in(jax.random.key(seed), state.step)})
-    loss, parts = losses.segmentation_loss(outputs, batch, loss_config, ignore_label)
-    return loss, (parts, updates["batch_stats"], outputs)
+                                   batch["image"], train=True, mutable=["batch_stats"], rngs={"dropout": key})
+    loss, parts = head.loss(outputs, batch, config, jax.random.fold_in(key, 1))
+    return loss, (parts, updates["batch_stats"])
 
-  (loss, (parts, batch_stats, outputs)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  (loss, (parts, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
-  labels = batch["semantic"]
-  correct = (jnp.argmax(outputs["semantic_logits"], -1) == labels) & (labels != ignore_label)
-  metrics = {"loss": loss, **parts, "learning_rate": schedule(state.step),
-             "grad_norm": optax.tree.norm(grads),
-             "pixel_acc": correct.sum() / jnp.maximum((labels != ignore_label).sum(), 1)}
+  metrics = {"loss": loss, **parts, "learning_rate": schedule(state.step), "grad_norm": optax.tree.norm(grads)}
   if isinstance(opt_state, optax.ApplyIfFiniteState):  # make_optimizer's: a skipped step skips them too
     # An update applied although not finite (more in a row than allowed) stops the run anyway.
     batch_stats = jax.tree.map(lambda new, old: jnp.where(opt_state.last_finite, new, old),
                                batch_stats, state.batch_stats)
     metrics["skipped_steps"] = opt_state.total_notfinite.astype(jnp.float32)  # the run's, checkpointed
   metrics[FINITE] = jnp.all(jnp.asarray([jnp.isfinite(x).all() for x in jax.tree.leaves((params, batch_stats))])
-                            ).astype(jnp.float32)  # every metric is float32
+                            )  # every metric is float32
+  metrics = {k: jnp.asarray(v, jnp.float32) for k, v in metrics.items()}
   new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
                             opt_state=opt_state)
   return new_state, metrics
@@ -136,10 +137,9 @@ def scored(result, batch, config):
 def compile_steps(model, tx, schedule, config, mesh):
   """The jitted train and eval steps: state replicated, batch split over the `data` axis."""
   rep, split = parallel.replicated(mesh), parallel.batch_sharding(mesh)
-  ds = config.dataset
   train = jax.jit(
-      functools.partial(train_step, model=model, tx=tx, schedule=schedule, loss_config=config.loss,
-                        ignore_label=ds.ignore_label, seed=config.seed),
+      functools.partial(train_step, model=model, tx=tx, schedule=schedule, head=heads.get(config),
+                        config=config),
       in_shardings=(rep, split), out_shardings=(rep, rep), donate_argnums=0)
   # Outputs keep the batch split; the confusion matrix, a sum over it, comes out replicated.
   infer = inference.make_inference_fn(model, config)

@@ -61,7 +61,7 @@ ROWS = [
     (["--config.eval.window=(0,48)"], r"config\.eval\.window is \(0, 48\): give \(height, width\), each >= 1\."),
     # Names from a fixed set or a registry.
     (["--config.optimizer.name=adam"], r"config\.optimizer\.name is 'adam': choose adamw or sgd\."),
-    (["--config.optimizer.schedule=linear"], r"config\.optimizer\.schedule is 'linear': choose constant, cosine or poly\."),
+    (["--config.optimizer.schedule=linear"], r"config\.optimizer\.schedule is 'linear': choose constant, cosine, poly or step\."),
     (["--config.eval.mode=tiles"], r"config\.eval\.mode is 'tiles': choose whole or slide\."),
     (["--config.benchmark.modes=serve"], r"config\.benchmark\.modes is \('serve',\): give a tuple of train and/or infer\."),
     (["--config.model.dtype=float16"],

@@ -122,6 +122,7 @@ def _instance_config():
   c = base_config()
   c.dataset.thing_classes, c.dataset.label_divisor = (1, 2, 3), 1000
   c.postprocess.min_stuff_area, c.postprocess.nms_kernel = 1, 3
+  c.model.instance_head = "center_offset"  # the head that post-processes centres and offsets
   return c
 
 

@@ -3,7 +3,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from segjax import losses
+from segjax import heads, losses
 
 
 def _cross_entropy(logits, labels):
@@ -57,8 +57,8 @@ def test_top_k_is_taken_per_image_not_over_the_batch():
 
 
 def test_instance_losses_are_weighted_means():
-  config = ml_collections.ConfigDict(dict(semantic_top_k=1.0, semantic_weight=2.0, center_weight=10.0,
-                                          offset_weight=0.5))
+  config = ml_collections.ConfigDict(dict(loss=dict(semantic_top_k=1.0, semantic_weight=2.0, center_weight=10.0,
+                                                    offset_weight=0.5), dataset=dict(ignore_label=255)))
   outputs = {"semantic_logits": np.zeros((1, 1, 2, 2), np.float32),
              "center": np.array([[[0.5, 1.0]]], np.float32),
              "offsets": np.array([[[[1.0, -2.0], [3.0, 0.0]]]], np.float32)}
@@ -66,7 +66,7 @@ def test_instance_losses_are_weighted_means():
            "center_weight": np.array([[[1.0, 0.0]]], np.float32),
            "offsets": np.zeros((1, 1, 2, 2), np.float32),
            "offset_weight": np.array([[[0.0, 1.0]]], np.float32)}
-  loss, parts = losses.segmentation_loss(outputs, batch, config, 255)
+  loss, parts = heads.HEADS["center_offset"].loss(outputs, batch, config)
   assert float(parts["center_mse"]) == pytest.approx(0.25)  # pixel 1 has weight 0
   assert float(parts["offset_l1"]) == pytest.approx(3.0)  # |3| + |0| on the one weighted pixel
   assert float(loss) == pytest.approx(2 * np.log(2) + 10 * 0.25 + 0.5 * 3.0, rel=1e-6)

@@ -8,7 +8,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from segjax.models import build_segmenter, convnext_tiny, resnet18, resnet50, SeedNet
+from segjax.models import BACKBONES, build_segmenter, convnext_tiny, resnet18, resnet50, SeedNet
 
 
 def _shapes(module, x):
@@ -108,3 +108,14 @@ def test_kwargs_a_module_does_not_take_are_named():
   cfg.backbone, cfg.backbone_kwargs = "resnet50", {"output_stride": 12}  # checked at construction
   with pytest.raises(ValueError, match=r"ResNet output_stride must be 8, 16 or 32, not 12."):
     build_segmenter(cfg, 4)
+
+
+@pytest.mark.parametrize("backbone", sorted(_BACKBONES) + ["pixel"])
+def test_every_backbone_gives_strides_4_to_32(backbone):
+  """stage1..stage4 at strides 4, 8, 16 and 32 (a ResNet at output stride 32), for multi-scale heads."""
+  kwargs = {**_BACKBONES.get(backbone, {"width": 4, "depth": 1, "features": 8})}
+  if backbone.startswith("resnet"):
+    kwargs["output_stride"] = 32
+  out = jax.eval_shape(lambda: BACKBONES[backbone](**kwargs).init_with_output(
+      jax.random.key(0), jnp.zeros((1, 64, 96, 3)), train=False)[0])
+  assert [out[f"stage{i}"].shape[1:3] for i in (1, 2, 3, 4)] == [(16, 24), (8, 12), (4, 6), (2, 3)], backbone

@@ -10,6 +10,7 @@ import pytest
 
 from fakes import ade20k, cityscapes, coco_panoptic, folder, pascal_voc
 from segjax import config as config_lib
+from segjax import heads
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAKES = {"coco_panoptic": coco_panoptic, "cityscapes": cityscapes, "ade20k": ade20k,
@@ -43,7 +44,7 @@ def test_recipe_trains_and_evaluates_on_fake_files(path, tmp_path):
   with open(workdir / "config.json") as f:
     resolved = json.load(f)
   assert resolved["dataset"]["num_classes"] == len(json.load(open(workdir / "class_names.json")))
-  if recipe.model.instance_head:
+  if "panoptic" in heads.get(recipe).metrics:
     assert "pq" in evals[0] and "mask_ap" in evals[0]
     assert os.path.exists(workdir / "eval" / "3" / "panoptic_pred.json")
 

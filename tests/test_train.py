@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from conftest import tiny_config, tiny_panoptic_config
-from segjax import curves, data, preemption, train, visualize
+from segjax import curves, data, heads, preemption, train, visualize
 from segjax.checkpoint import Checkpointer
 from segjax.errors import UserError
 from segjax.models import build_segmenter
@@ -309,13 +309,11 @@ def test_bfloat16_compute_trains_and_evaluates(data_dir, tmp_path):
            "offsets": np.zeros((2, 48, 48, 2), np.float32),
            "offset_weight": np.ones((2, 48, 48), np.float32)}
   jaxpr = jax.make_jaxpr(lambda s, b: train.train_step(
-      s, b, model=model, tx=tx, schedule=schedule, loss_config=config.loss,
-      ignore_label=255))(state, batch)
+      s, b, model=model, tx=tx, schedule=schedule, head=heads.get(config), config=config))(state, batch)
   convs = [e for e in _equations(jaxpr.jaxpr) if e.primitive.name == "conv_general_dilated"]
   assert convs and all(e.invars[0].aval.dtype == jnp.bfloat16 for e in convs)
   _, metrics = jax.eval_shape(lambda s, b: train.train_step(
-      s, b, model=model, tx=tx, schedule=schedule, loss_config=config.loss, ignore_label=255),
-                              state, batch)
+      s, b, model=model, tx=tx, schedule=schedule, head=heads.get(config), config=config), state, batch)
   assert all(m.dtype == jnp.float32 for m in jax.tree.leaves(metrics))
 
   state = train.train_and_evaluate(config, str(tmp_path))

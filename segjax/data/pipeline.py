@@ -9,8 +9,8 @@ import jax
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from segjax import parallel
-from segjax.data import augment, dataset, targets
+from segjax import heads, parallel
+from segjax.data import augment, dataset
 from segjax.errors import UserError
 
 _AUTOTUNE = tf.data.AUTOTUNE
@@ -18,8 +18,8 @@ _TOO_LARGE = "eval image larger than config.input.eval_size"
 
 
 def _label_keys(config):
-  """Label maps the run needs: the instance-id map only when the model has an instance head."""
-  return ("semantic", "instance") if config.model.instance_head else ("semantic",)
+  """Label maps the run needs: the ones its head makes targets from."""
+  return heads.get(config).label_keys
 
 
 def _builder(config):
@@ -75,10 +75,11 @@ def resolve(config):
   meta = builder.info.metadata or {}
   names = descriptor.class_names or meta.get("class_names")
   things = descriptor.thing_classes if descriptor.thing_classes is not None else meta.get("thing_classes", ())
-  if config.model.instance_head and ("instance" not in builder.info.features
-                                     or meta.get("has_instances", True) is False):
+  if "instance" in _label_keys(config) and ("instance" not in builder.info.features
+                                            or meta.get("has_instances", True) is False):
     raise UserError(f"Dataset '{config.dataset.name}' has no instance labels; remove "
-                    "config.model.instance_head or choose a dataset with instances.")
+                    "config.model.instance_head or config.model.head (the head that predicts them), or "
+                    "choose a dataset with instances.")
   config = config.copy_and_resolve_references()
   from_data = {"num_classes": len(names), "thing_classes": tuple(int(c) for c in things),
                "ignore_label": descriptor.ignore_label, "label_divisor": descriptor.label_divisor,
@@ -128,8 +129,8 @@ def _check_labels(batch, num_classes, ignore_label):
 
 def train_batches(config, start_step, host_batch):
   """Yields host batches {"image": float32 (B, H, W, 3) in [0, 1], "semantic": int32 (B, H, W)},
-  (H, W) = config.input.crop_size, plus centre and offset targets and their weights when the model
-  has an instance head. `config` is resolved (see `resolve`)."""
+  (H, W) = config.input.crop_size, plus the targets of the config's head. `config` is resolved (see
+  `resolve`)."""
   builder = _builder(config)
   split, size = _host_split(builder, config.dataset.train_split)
   keys = ("image",) + _label_keys(config)
@@ -153,7 +154,7 @@ def train_batches(config, start_step, host_batch):
         lambda i, ex: (tf.stack([seed, i * jax.process_count() + jax.process_index()]), ex))
 
   features = builder.info.features
-  inp = config.input
+  inp, head = config.input, heads.get(config)
 
   def prepare(seed, example):
     image, labels = _decode(features, example, keys[1:])
@@ -161,10 +162,8 @@ def train_batches(config, start_step, host_batch):
         image, labels, seed, tuple(inp.crop_size), inp.min_scale, inp.max_scale, inp.flip,
         config.dataset.ignore_label)
     batch = {"image": image, "semantic": labels[..., 0]}
-    if config.model.instance_head:  # targets after the crop, so centres are where the model sees them
-      batch.update(targets.center_offset_targets(
-          labels[..., 0], labels[..., 1], tuple(config.dataset.thing_classes), config.loss.center_sigma,
-          config.dataset.ignore_label))
+    # Targets after the crop, so that they are where the model sees them.
+    batch.update(head.targets(labels[..., 0], labels[..., 1] if "instance" in keys else None, config))
     return batch
 
   ds = tf.data.Dataset.range(start_epoch, 2**62).flat_map(epoch).skip(offset)

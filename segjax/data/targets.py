@@ -1,4 +1,5 @@
-"""Panoptic-DeepLab targets from an instance-id map, made in tf.data beside the augmentation.
+"""Targets made in tf.data beside the augmentation: Panoptic-DeepLab's from an instance-id map, and
+mask classification's set of segments.
 
 Each instance is summarised by its centre of mass: a Gaussian on it in the `center` heatmap, and at
 every one of its pixels the 2-D `offsets` (dy, dx) from the pixel to it. Decoding the targets (peaks
@@ -43,3 +44,30 @@ def center_offset_targets(semantic, instance, thing_classes, sigma, ignore_label
       "center_weight": tf.cast(labelled & ~(is_thing & (instance == 0)), tf.float32),
       "offset_weight": tf.cast(has_instance, tf.float32),
   }
+
+
+def segment_targets(semantic, instance, thing_classes, ignore_label, max_segments):
+  """Mask classification targets: the crop's segments (each thing instance; all pixels of one stuff
+  class) as a padded set of `max_segments`, the largest kept when there are more.
+
+  Returns segments (H, W) int32, the slot of each pixel's segment (-1: in none: ignored, crowd),
+  segment_classes (max_segments,) int32 and segment_valid (max_segments,) bool. The masks are the
+  slots of the one map, so a set of 100 costs one (H, W) map, not 100.
+  """
+  semantic, instance = tf.cast(semantic, tf.int64), tf.cast(instance, tf.int64)
+  h, w = tf.shape(semantic)[0], tf.shape(semantic)[1]
+  is_thing = tf.reduce_any(semantic[..., None] == tf.constant(thing_classes, tf.int64), axis=-1)
+  labelled = (semantic != ignore_label) & ~(is_thing & (instance == 0))  # crowd: in no segment
+  key = semantic * 2**32 + tf.where(is_thing, instance, 0)
+  key = tf.reshape(tf.where(labelled, key, -1), [-1])
+  keys, ids = tf.unique(tf.concat([[-1], key], axis=0))  # -1 first: none is segment 0
+  n = tf.size(keys)
+  area = tf.math.unsorted_segment_sum(tf.ones_like(ids), ids, n)[1:]
+  order = tf.argsort(area, direction="DESCENDING", stable=True)[:max_segments]
+  slot = tf.tensor_scatter_nd_update(tf.fill([n - 1], -1), order[:, None], tf.range(tf.size(order)))
+  segments = tf.gather(tf.concat([[-1], slot], axis=0), ids[1:])
+  classes = tf.cast(tf.gather(keys[1:], order) // 2**32, tf.int32)
+  pad = max_segments - tf.size(order)
+  return {"segments": tf.reshape(segments, [h, w]),
+          "segment_classes": tf.pad(classes, [[0, pad]]),
+          "segment_valid": tf.pad(tf.ones_like(classes, tf.bool), [[0, pad]])}

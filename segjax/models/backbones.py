@@ -1,7 +1,8 @@
 """Backbones by name: images (N, H, W, 3) in [0, 1] -> a dict of features.
 
-Every backbone returns `fine` (its finest features: stride 2, or 4 where it has nothing finer),
-`low` (stride 4) and `out` (the deepest); ResNet and ConvNeXt add `stage1`..`stage4`.
+Every backbone returns `stage1`..`stage4` (strides 4, 8, 16 and 32, for multi-scale decoders; a
+dilated ResNet keeps its last stages at its output stride), `fine` (its finest features: stride 2,
+or 4 where it has nothing finer), `low` (stride 4) and `out` (what single-scale heads read).
 """
 from typing import Any, Sequence
 
@@ -26,7 +27,9 @@ class PixelNet(nn.Module):
     for _ in range(self.depth):
       x = ConvBN(self.width, kernel=1, dtype=self.dtype)(x, train)
     x = ConvBN(self.features, kernel=1, dtype=self.dtype)(x, train)
-    return {"fine": x, "low": x, "out": x}
+    # Its stages are its pixels averaged over 4x4 to 32x32 cells: still no shape, only colour.
+    stages = {f"stage{i + 1}": nn.avg_pool(x, (4 * 2**i,) * 2, (4 * 2**i,) * 2, padding="SAME") for i in range(4)}
+    return {**stages, "fine": x, "low": x, "out": x}
 
 
 class SeedNet(nn.Module):
@@ -56,7 +59,8 @@ class SeedNet(nn.Module):
     h, wd = levels[0].shape[1:3]
     out = sum(resize(ConvBN(self.features, kernel=1, relu=False, dtype=self.dtype)(f, train), h, wd)
               for f in levels)
-    return {"fine": fine, "low": levels[0], "out": nn.relu(out)}
+    stages = {f"stage{i + 1}": f for i, f in enumerate(levels)}
+    return {**stages, "fine": fine, "low": levels[0], "out": nn.relu(out)}
 
 
 BACKBONES = {"seed": SeedNet, "pixel": PixelNet,

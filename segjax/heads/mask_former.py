@@ -1,0 +1,168 @@
+"""Mask classification (Mask2Former): N queries, each a class or "no object" and a mask, matched one
+to one to the crop's segments by the Hungarian algorithm on device; losses on sampled points.
+
+config.model.head="mask_former", its module's keyword arguments in config.model.head_kwargs
+(segjax/models/mask_former.py), loss weights and points in config.loss, thresholds in
+config.postprocess.
+"""
+import functools
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from segjax import losses, matcher
+from segjax.errors import UserError
+from segjax.heads.head import Head
+from segjax.models.mask_former import MASK_HEADS, MaskFormerHead
+from segjax.models.segmenter import build
+from segjax.postprocess import VOID
+
+
+class MaskFormer(Head):
+  label_keys = ("semantic", "instance")
+  metrics = ("semantic", "instances", "panoptic")
+  outputs = {"class_logits": "global", "mask_logits": "dense"}
+
+  def modules(self, model_config, num_classes, dtype):
+    return (("head", build(MASK_HEADS, model_config, "head", num_classes=num_classes, dtype=dtype), None),)
+
+  def check(self, config):
+    queries = config.model.head_kwargs.get("num_queries", MaskFormerHead.num_queries)
+    if config.eval.mode != "whole":
+      raise UserError(f"config.eval.mode is '{config.eval.mode}', but mask_former's queries are one set per "
+                      "image, which sliding windows cannot stitch: use config.eval.mode='whole'.")
+    if config.loss.max_segments > queries:
+      raise UserError(f"config.loss.max_segments is {config.loss.max_segments}, more than the "
+                      f"{queries} queries of config.model.head_kwargs.num_queries: each segment needs a "
+                      "query of its own; give at most as many segments as queries.")
+    divisor = config.dataset.label_divisor
+    if divisor is not None and queries >= divisor:
+      raise UserError(f"config.model.head_kwargs.num_queries is {queries}, not below config.dataset."
+                      f"label_divisor={divisor}: instance ids would run into the next class's panoptic ids.")
+
+  def targets(self, semantic, instance, config):
+    from segjax.data import targets  # pylint: disable=g-import-not-at-top  (TensorFlow: tf.data only)
+    return targets.segment_targets(semantic, instance, tuple(config.dataset.thing_classes),
+                                   config.dataset.ignore_label, config.loss.max_segments)
+
+  def synthetic_targets(self, config, key, n, size):
+    m, (a, b) = config.loss.max_segments, jax.random.split(key)
+    return {"segments": jax.random.randint(a, (n, size, size), -1, m),
+            "segment_classes": jax.random.randint(b, (n, m), 0, config.dataset.num_classes),
+            "segment_valid": jnp.ones((n, m), bool)}
+
+  def loss(self, outputs, batch, config, key):
+    classes, masks = outputs["class_logits"], outputs["mask_logits"]  # (B, L + 1, ...): every layer's
+    b, layers = classes.shape[:2]
+    keys = jax.random.split(key, b * layers).reshape(b, layers)
+    per_image = functools.partial(_image_losses, loss_config=config.loss)
+    over_layers = jax.vmap(per_image, in_axes=(0, 0, None, None, None, 0))
+    ce, weight, bce, dice = jax.vmap(over_layers)(classes, masks, batch["segments"], batch["segment_classes"],
+                                                  batch["segment_valid"], keys)  # each (B, L + 1)
+    num_masks = jnp.maximum(jnp.sum(batch["segment_valid"]), 1)
+    ce, bce, dice = ce.sum(0) / weight.sum(0), bce.sum(0) / num_masks, dice.sum(0) / num_masks
+    lc = config.loss
+    loss = jnp.sum(lc.class_weight * ce + lc.mask_weight * bce + lc.dice_weight * dice)  # with every aux layer
+    parts = {"class_ce": ce[-1], "mask_ce": bce[-1], "mask_dice": dice[-1],
+             "pixel_acc": _pixel_accuracy(classes[:, -1], masks[:, -1], batch["semantic"],
+                                          config.dataset.ignore_label)}
+    if "aux_semantic_logits" in outputs:  # head_kwargs.aux_semantic
+      logits = outputs["aux_semantic_logits"]
+      logits = jax.image.resize(logits, (b, *batch["semantic"].shape[1:], logits.shape[-1]), "bilinear")
+      parts["semantic_ce"] = losses.semantic_cross_entropy(logits, batch["semantic"], config.dataset.ignore_label,
+                                                           lc.semantic_top_k)
+      loss = loss + lc.semantic_weight * parts["semantic_ce"]
+    return loss, parts
+
+  def postprocess(self, outputs, config, sort=False):
+    pp, ds = config.postprocess, config.dataset
+    return jax.vmap(functools.partial(
+        _inference, thing_classes=tuple(ds.thing_classes), label_divisor=ds.label_divisor,
+        object_threshold=pp.object_mask_threshold, overlap_threshold=pp.overlap_threshold))(
+            outputs["class_logits"], outputs["mask_logits"])
+
+  def tiny(self, c):
+    c.model.head_kwargs.update(num_queries=8, hidden=16, mask_dim=16, layers=3, heads=2, ffn=32)
+    c.loss.num_points, c.loss.max_segments = 64, 8
+
+
+def _image_losses(class_logits, mask_logits, segments, target_classes, valid, key, *, loss_config):
+  """One image's and one layer's (class CE sum, its weight, mask CE sum, dice sum): Q queries'
+  class_logits (Q, C + 1) and mask_logits (h, w, Q); targets as segment_targets makes them."""
+  lc, num_classes = loss_config, class_logits.shape[-1] - 1
+  m, match_key, sample_key = target_classes.shape[0], *jax.random.split(key)
+  class_logits = class_logits.astype(jnp.float32)
+  # Matching costs on the same uniform points for predictions and targets (Mask2Former's matcher).
+  points = jax.random.uniform(match_key, (lc.num_points, 2))
+  predicted = losses.point_sample(mask_logits, points).T  # (Q, P)
+  truth = (losses.label_at(segments, points)[None] == jnp.arange(m)[:, None]).astype(jnp.float32)  # (M, P)
+  mask_ce, mask_dice = losses.pairwise_mask_costs(predicted, truth)
+  class_cost = -jax.nn.softmax(class_logits)[:, target_classes]
+  cost = lc.class_weight * class_cost + lc.mask_weight * mask_ce + lc.dice_weight * mask_dice
+  matched = matcher.match(jax.lax.stop_gradient(cost), valid)
+  # Every query learns its class: the matched one its segment's, the others "no object".
+  wanted = jnp.full(class_logits.shape[0], num_classes).at[matched].set(jnp.where(valid, target_classes, num_classes))
+  weight = jnp.where(wanted == num_classes, lc.no_object_weight, 1.0)
+  ce = optax.softmax_cross_entropy_with_integer_labels(class_logits, wanted)
+  # Matched masks on points where they are least certain (plus random ones).
+  chosen = jnp.moveaxis(mask_logits[..., matched], -1, 0)[..., None]  # (M, h, w, 1)
+  at = jax.vmap(lambda mask, pts: losses.point_sample(mask, pts)[:, 0])
+  points = losses.uncertain_points(sample_key, lambda pts: at(chosen, pts), m, lc.num_points,
+                                   lc.oversample_ratio, lc.importance_sample_ratio)
+  logits = at(chosen, points)
+  truth = (jax.vmap(losses.label_at, in_axes=(None, 0))(segments, points) == jnp.arange(m)[:, None])
+  truth = truth.astype(jnp.float32)
+  return (jnp.sum(ce * weight), jnp.sum(weight), jnp.sum(losses.sigmoid_ce(logits, truth) * valid),
+          jnp.sum(losses.dice(logits, truth) * valid))
+
+
+def _semantic_probabilities(class_logits, mask_logits):
+  """Mask2Former's semantic inference: each class's probability summed over queries, weighted by
+  their masks; (..., H, W, C)."""
+  probs = jax.nn.softmax(class_logits.astype(jnp.float32), -1)[..., :-1]
+  return jnp.einsum("...qc,...hwq->...hwc", probs, jax.nn.sigmoid(mask_logits.astype(jnp.float32)))
+
+
+def _pixel_accuracy(class_logits, mask_logits, labels, ignore_label):
+  """Pixel accuracy of the last layer's semantic map (stride 4) at the pixels it falls on."""
+  semantic = jnp.argmax(_semantic_probabilities(class_logits, mask_logits), -1)
+  step = labels.shape[1] // semantic.shape[1], labels.shape[2] // semantic.shape[2]
+  labels = labels[:, step[0] // 2::step[0], step[1] // 2::step[1]][:, :semantic.shape[1], :semantic.shape[2]]
+  labelled = labels != ignore_label
+  return ((semantic == labels) & labelled).sum() / jnp.maximum(labelled.sum(), 1)
+
+
+def _inference(class_logits, mask_logits, *, thing_classes, label_divisor, object_threshold, overlap_threshold):
+  """One image's common outputs, as Mask2Former's semantic and panoptic inference, with static
+  shapes: the Q queries are the instance slots.
+
+  A query is kept when its most probable class is not "no object" and scores above
+  `object_threshold`; each pixel goes to the kept query of the highest score * mask probability,
+  if that mask is on there; a query keeps its segment when the segment is at least
+  `overlap_threshold` of its own mask. Thing segments are instances (score: class score times the
+  mask's mean probability inside its segment); stuff segments of one class merge.
+  """
+  num_classes = class_logits.shape[-1] - 1
+  probs = jax.nn.softmax(class_logits.astype(jnp.float32), -1)
+  masks = jax.nn.sigmoid(mask_logits.astype(jnp.float32))  # (H, W, Q)
+  semantic = jnp.argmax(jnp.einsum("qc,hwq->hwc", probs[:, :-1], masks), -1).astype(jnp.int32)
+  score, label = probs.max(-1), jnp.argmax(probs, -1)
+  keep = (label != num_classes) & (score > object_threshold)
+  q = masks.shape[-1]
+  owner = jnp.argmax(jnp.where(keep, score * masks, -1.0), -1)  # (H, W)
+  claimed = keep[owner] & (jnp.take_along_axis(masks, owner[..., None], -1)[..., 0] >= 0.5)
+  won = jnp.bincount(jnp.where(keep[owner], owner, q).ravel(), length=q + 1)[:q]
+  own = jnp.sum(masks >= 0.5, axis=(0, 1))
+  final = jnp.bincount(jnp.where(claimed, owner, q).ravel(), length=q + 1)[:q]
+  segment = keep & (final > 0) & (own > 0) & (won >= overlap_threshold * own)
+  on = claimed & segment[owner]
+  label = jnp.minimum(label, num_classes - 1).astype(jnp.int32)
+  thing = jnp.zeros(num_classes, bool).at[jnp.asarray(thing_classes, jnp.int32)].set(True)[label]
+  panoptic = jnp.where(on, label[owner] * label_divisor + jnp.where(thing[owner], owner + 1, 0), VOID)
+  inside = jnp.bincount(jnp.where(on, owner, q).ravel(), weights=jnp.take_along_axis(
+      masks, owner[..., None], -1)[..., 0].ravel(), length=q + 1)[:q] / jnp.maximum(final, 1)
+  valid = segment & thing
+  instances = {"instance_map": jnp.where(on & thing[owner], owner + 1, 0).astype(jnp.int32), "valid": valid,
+               "classes": label, "scores": jnp.where(valid, score * inside, 0.0)}
+  return {"semantic": semantic, "instances": instances, "panoptic": panoptic.astype(jnp.int32)}

@@ -1,0 +1,244 @@
+"""The head contract (a head added from outside segjax trains), and the mask classification head's
+parts against known answers: the matcher against scipy, targets, point sampling, inference, losses."""
+import functools
+import json
+import os
+import re
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.ndimage
+import scipy.optimize
+
+from conftest import tiny_config, tiny_panoptic_config
+from segjax import heads, losses, matcher, train
+from segjax.heads import mask_former
+from segjax.heads.head import Head
+
+_SEGJAX = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "segjax")
+
+
+class _Foreground(nn.Module):
+  """Class logits and a foreground logit, each a 1x1 conv of the deepest features."""
+  num_classes: int
+
+  @nn.compact
+  def __call__(self, features, size, train):
+    x = features["out"]
+    up = lambda y: jax.image.resize(y, (y.shape[0], *size, y.shape[-1]), "bilinear")
+    return {"toy_logits": up(nn.Conv(self.num_classes, (1, 1))(x)), "toy_fg": up(nn.Conv(1, (1, 1))(x))[..., 0]}
+
+
+class _Toy(Head):
+  """A head no segjax module knows: its own module, a target made in tf.data, its own loss."""
+  outputs = {"toy_logits": "probabilities", "toy_fg": "dense"}
+
+  def modules(self, model_config, num_classes, dtype):
+    return (("toy_head", _Foreground(num_classes), None),)
+
+  def targets(self, semantic, instance, config):
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    return {"toy_foreground": tf.cast((semantic > 0) & (semantic != config.dataset.ignore_label), tf.float32)}
+
+  def loss(self, outputs, batch, config, key=None):
+    ce = losses.semantic_cross_entropy(outputs["toy_logits"], batch["semantic"], config.dataset.ignore_label)
+    fg = jnp.mean(losses.sigmoid_ce(outputs["toy_fg"], batch["toy_foreground"]))
+    return ce + fg, {"toy_ce": ce, "toy_fg_ce": fg}
+
+  def postprocess(self, outputs, config, sort=False):
+    return {"semantic": jnp.argmax(outputs["toy_logits"], -1).astype(jnp.int32)}
+
+
+def test_a_head_registered_from_a_test_file_trains_and_is_scored(data_dir, tmp_path, monkeypatch):
+  monkeypatch.setitem(heads.HEADS, "toy", _Toy())
+  config = tiny_config(data_dir, total_steps=1, eval_every=1, checkpoint_every=1, **{"model.head": "toy"})
+  state = train.train_and_evaluate(config, str(tmp_path))
+  assert set(state.params) == {"backbone", "toy_head"}
+  lines = [json.loads(l) for l in open(tmp_path / "metrics.jsonl")]
+  (trained,) = [l for l in lines if l["kind"] == "train"]
+  assert trained["step"] == 1 and np.isfinite(trained["toy_fg_ce"]) and trained["toy_fg_ce"] > 0
+  assert trained["loss"] == pytest.approx(trained["toy_ce"] + trained["toy_fg_ce"], rel=1e-5)
+  (scored,) = [l for l in lines if l["kind"] == "eval"]
+  assert 0 <= scored["miou"] <= 1 and "pq" not in scored  # its metrics: semantic only
+
+
+def test_an_unknown_head_is_named_with_the_choices():
+  config = tiny_config("/nonexistent", **{"model.head": "mask_formr"})
+  with pytest.raises(ValueError, match=r"Unknown head 'mask_formr': choose one of center_offset, mask_former, "
+                                       r"semantic \(config.model.head\)"):
+    heads.get(config)
+
+
+_CALLERS = ("train.py", "evaluator.py", "predict.py", "benchmark.py", "inference.py", "export.py",
+            "trained_run.py", "data/pipeline.py")
+
+
+@pytest.mark.parametrize("name", _CALLERS)
+def test_the_callers_of_heads_name_no_head_and_no_output(name):
+  """Everything outside segjax/heads asks the head: no head's name, no head's output key, no test
+  of config.model.instance_head."""
+  source = open(os.path.join(_SEGJAX, name)).read()
+  named = {k for head in heads.HEADS.values() for k in head.outputs} | set(heads.HEADS) - {"semantic"}  # a common output
+  for word in sorted(named):
+    assert not re.search(rf"[\"']{word}[\"']", source), (name, word)
+  assert not re.search(r"\bif\b[^\n]*instance_head", source), name
+
+
+def _scipy_total(cost, valid):
+  rows, cols = scipy.optimize.linear_sum_assignment(cost[:, valid])
+  return cost[:, valid][rows, cols].sum()
+
+
+@pytest.mark.parametrize("queries,targets,padded,integer", [
+    (7, 7, False, False),  # square
+    (12, 5, False, False),  # more queries than targets
+    (10, 10, True, False),  # a padded set: some targets are not real
+    (16, 9, True, True),  # padded, and integer costs full of ties
+])
+def test_the_matcher_finds_scipys_least_total_cost_under_jit_and_vmap(queries, targets, padded, integer):
+  rng = np.random.default_rng(queries * 100 + targets)
+  n = 50  # four shapes: 200 matrices
+  cost = rng.integers(0, 5, (n, queries, targets)).astype(np.float32) if integer else \
+      rng.normal(size=(n, queries, targets)).astype(np.float32)
+  valid = rng.random((n, targets)) < 0.6 if padded else np.ones((n, targets), bool)
+  valid[:, 0] = True
+  matched = np.asarray(jax.jit(jax.vmap(matcher.match))(cost, valid))
+  for c, v, m in zip(cost, valid, matched):
+    assert len(set(m[v])) == v.sum()  # one query per real target
+    got = c[m[v], np.nonzero(v)[0]].sum()
+    assert got == pytest.approx(_scipy_total(c, v), abs=1e-4)
+
+
+def test_segment_targets_are_instances_and_stuff_classes_largest_first():
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from segjax.data import targets  # pylint: disable=g-import-not-at-top
+  semantic = np.array([[0, 0, 0, 1, 1, 1],
+                       [0, 0, 0, 1, 1, 1],
+                       [3, 3, 0, 1, 1, 1],
+                       [2, 2, 0, 0, 255, 255],
+                       [2, 2, 0, 0, 1, 1],
+                       [0, 0, 0, 0, 1, 1]], np.int32)
+  instance = np.array([[0, 0, 0, 7, 7, 7],
+                       [0, 0, 0, 7, 7, 7],
+                       [9, 9, 0, 7, 7, 7],
+                       [0, 0, 0, 0, 0, 0],  # class 2 (a thing) with instance 0: crowd
+                       [0, 0, 0, 0, 8, 8],
+                       [0, 0, 0, 0, 8, 8]], np.int32)
+  t = targets.segment_targets(tf.constant(semantic), tf.constant(instance), (1, 2, 3), 255, 5)
+  t = {k: v.numpy() for k, v in t.items()}
+  # Segments by area: stuff class 0 (16 pixels), instance 7 of class 1 (9), 8 of class 1 (4), 9 of class 3 (2).
+  np.testing.assert_array_equal(t["segment_classes"], [0, 1, 1, 3, 0])
+  np.testing.assert_array_equal(t["segment_valid"], [True, True, True, True, False])
+  expected = np.select([semantic == 0, instance == 7, instance == 8, instance == 9], [0, 1, 2, 3], -1)
+  np.testing.assert_array_equal(t["segments"], expected)
+  few = targets.segment_targets(tf.constant(semantic), tf.constant(instance), (1, 2, 3), 255, 2)
+  np.testing.assert_array_equal(few["segment_classes"].numpy(), [0, 1])  # the two largest
+  np.testing.assert_array_equal(few["segments"].numpy(), np.where(expected < 2, expected, -1))
+
+
+def test_point_sample_is_bilinear_with_zero_padding_like_grid_sample():
+  rng = np.random.default_rng(0)
+  maps = rng.normal(size=(5, 7, 3)).astype(np.float32)
+  points = rng.uniform(-0.05, 1.05, (40, 2)).astype(np.float32)
+  got = np.asarray(losses.point_sample(jnp.asarray(maps), jnp.asarray(points)))
+  coords = [points[:, 0] * 5 - 0.5, points[:, 1] * 7 - 0.5]
+  want = np.stack([scipy.ndimage.map_coordinates(maps[..., k], coords, order=1, mode="grid-constant", cval=0.0)
+                   for k in range(3)], -1)
+  np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def _queries(specs, num_classes, size=(8, 8)):
+  """Class logits (Q, C + 1) and mask logits (H, W, Q) of queries given as (class, score, mask)."""
+  logits, masks = [], []
+  for cls, score, mask in specs:
+    p = np.full(num_classes + 1, (1 - score) / num_classes)
+    p[cls] = score
+    logits.append(np.log(p))
+    masks.append(np.where(mask, 10.0, -10.0))
+  return jnp.asarray(np.array(logits, np.float32)), jnp.asarray(np.stack(masks, -1).astype(np.float32))
+
+
+def test_mask_former_inference_resolves_overlaps_thresholds_and_merges_stuff():
+  h = w = 8
+  yy, xx = np.mgrid[:h, :w]
+  left, square = xx < 4, (yy >= 2) & (yy < 5) & (xx >= 5) & (xx < 8)
+  bottom_right = (yy >= 6) & (xx >= 4)
+  specs = [(0, 0.95, left),  # stuff 0
+           (1, 0.99, square),  # thing 1
+           (1, 0.90, square | (yy < 2) & (xx >= 5)),  # thing 1 again, mostly covered by the first: dropped
+           (2, 0.50, bottom_right),  # below the 0.8 threshold: dropped
+           (3, 0.95, np.zeros((h, w), bool)),  # an empty mask: no segment
+           (0, 0.85, bottom_right)]  # stuff 0 again: merges with the first
+  class_logits, mask_logits = _queries(specs, 4)
+  out = jax.jit(functools.partial(mask_former._inference, thing_classes=(1, 2, 3), label_divisor=1000,
+                                  object_threshold=0.8, overlap_threshold=0.8))(class_logits, mask_logits)
+  out = jax.device_get(out)
+  panoptic = np.full((h, w), -1)
+  panoptic[left | bottom_right] = 0
+  panoptic[square] = 1000 + 2  # class 1, slot 1 + 1
+  np.testing.assert_array_equal(out["panoptic"], panoptic)
+  np.testing.assert_array_equal(out["instances"]["valid"], [False, True, False, False, False, False])
+  np.testing.assert_array_equal(out["instances"]["instance_map"], np.where(square, 2, 0))
+  assert out["instances"]["classes"][1] == 1
+  # Score: class probability times the mask's mean probability inside its segment.
+  assert out["instances"]["scores"][1] == pytest.approx(0.99 * jax.nn.sigmoid(10.0), rel=1e-4)
+  # Semantic: each class's probability over queries weighted by their masks.
+  assert out["semantic"][0, 0] == 0 and out["semantic"][3, 6] == 1
+
+
+def _perfect(segments, classes, valid, order, num_classes, num_queries):
+  """Class and mask logits of queries that predict the targets exactly, target j by query order[j]."""
+  h, w = segments.shape
+  class_logits = np.full((num_queries, num_classes + 1), -8.0, np.float32)
+  class_logits[:, num_classes] = 8.0  # no object
+  mask_logits = np.full((h, w, num_queries), -8.0, np.float32)
+  for j in np.nonzero(valid)[0]:
+    class_logits[order[j]] = -8.0
+    class_logits[order[j], classes[j]] = 8.0
+    mask_logits[..., order[j]] = np.where(segments == j, 8.0, -8.0)
+  return jnp.asarray(class_logits), jnp.asarray(mask_logits)
+
+
+def test_mask_former_losses_find_the_matching_and_grow_when_it_is_spoiled():
+  cfg = tiny_panoptic_config("/nonexistent", **{"model.head": "mask_former"})
+  cfg.loss.num_points = 256
+  segments = np.full((16, 16), -1, np.int32)
+  segments[:, :8], segments[2:6, 9:13], segments[10:14, 10:14] = 0, 1, 2
+  classes, valid = np.array([0, 1, 2, 0], np.int32), np.array([True, True, True, False])
+  order = [5, 0, 3, 1]
+  losses_of = jax.jit(functools.partial(mask_former._image_losses, loss_config=cfg.loss))
+  good = losses_of(*_perfect(segments, classes, valid, order, 4, 6), jnp.asarray(segments), classes,
+                   jnp.asarray(valid), jax.random.key(0))
+  ce, weight, bce, dice = map(float, good)
+  assert weight == pytest.approx(3 + 3 * 0.1)  # three matched queries, three "no object" at 0.1
+  # The class loss is ~0 only if each target's class went to the query that predicts its mask. The
+  # mask losses are not ~0: three quarters of the points are drawn where the logits are least
+  # certain, on the edges, where bilinear sampling of +-8 logits gives values near 0.
+  assert ce / weight < 1e-3 and bce / 3 < 0.05 and dice / 3 < 0.15
+  swapped = np.array(classes)
+  swapped[1], swapped[2] = 2, 1  # the queries of targets 1 and 2 predict each other's class
+  bad = losses_of(*_perfect(segments, swapped, valid, order, 4, 6), jnp.asarray(segments), classes,
+                  jnp.asarray(valid), jax.random.key(0))
+  assert float(bad[0]) / float(bad[1]) > 1.0  # the masks still match, so the classes must be wrong
+  moved = np.where(segments == 2, 1, np.where(segments == 1, -1, segments))  # target 1's mask is target 2's
+  spoiled = losses_of(*_perfect(moved, classes, valid, order, 4, 6), jnp.asarray(segments), classes,
+                      jnp.asarray(valid), jax.random.key(0))
+  assert float(spoiled[2]) > 3 * bce and float(spoiled[3]) > 3 * dice
+
+
+@pytest.mark.slow
+def test_mask_former_trains_in_bfloat16_with_float32_parameters_and_losses(data_dir, tmp_path):
+  config = tiny_panoptic_config(data_dir, total_steps=2, eval_every=2, checkpoint_every=2,
+                                **{"model.head": "mask_former", "model.dtype": "bfloat16"})
+  heads.get(config).tiny(config)
+  state = train.train_and_evaluate(config, str(tmp_path))
+  assert all(p.dtype == np.float32 for p in jax.tree.leaves(state.params))
+  assert set(state.params) == {"backbone", "head"}
+  lines = [json.loads(l) for l in open(tmp_path / "metrics.jsonl")]
+  for line in (l for l in lines if l["kind"] == "train"):
+    assert all(np.isfinite(line[k]) for k in ("loss", "class_ce", "mask_ce", "mask_dice"))
+  (scored,) = [l for l in lines if l["kind"] == "eval"]
+  assert {"miou", "pq", "mask_ap"} <= set(scored)
