@@ -71,7 +71,8 @@ def eval_fn(config, mesh, flaws=True):
     outputs = jax.vmap(functools.partial(dense_outputs, num_classes=ds.num_classes,
                                          ignore_label=ds.ignore_label))(batch["semantic"], instance)
     if not flaws:
-      outputs = {"semantic_logits": 10.0 * jax.nn.one_hot(batch["semantic"], ds.num_classes)}
+      # The head post-processes the centres too; the instances are replaced by the truth below.
+      outputs = {**outputs, "semantic_logits": 10.0 * jax.nn.one_hot(batch["semantic"], ds.num_classes)}
     if not has_instances:  # a semantic model
       outputs = {"semantic_logits": outputs["semantic_logits"]}
     result = train.scored(inference.postprocess_outputs(outputs, config), batch, config)
