@@ -43,20 +43,21 @@ def make_schedule(opt):
   """Learning rate per step: linear warm-up, then constant, cosine or poly decay to 0, or steps of
   x0.1 at the fractions `step_at` of the run (detectron2's multi-step schedule)."""
   decay_steps = max(opt.total_steps - opt.warmup_steps, 1)
-  decays = {
-      "constant": optax.constant_schedule(opt.lr),
-      "cosine": optax.cosine_decay_schedule(opt.lr, decay_steps),
-      "poly": optax.polynomial_schedule(opt.lr, 0.0, opt.poly_power, decay_steps),
-      "step": optax.piecewise_constant_schedule(
+  decays = {  # built only when chosen: each reads only its own keys
+      "constant": lambda: optax.constant_schedule(opt.lr),
+      "cosine": lambda: optax.cosine_decay_schedule(opt.lr, decay_steps),
+      "poly": lambda: optax.polynomial_schedule(opt.lr, 0.0, opt.poly_power, decay_steps),
+      "step": lambda: optax.piecewise_constant_schedule(
           opt.lr, {max(int(f * opt.total_steps) - opt.warmup_steps, 1): 0.1 for f in opt.step_at}),
   }
   if opt.schedule not in decays:
     raise UserError(f"Unknown schedule '{opt.schedule}': choose one of {', '.join(decays)} "
                     "(config.optimizer.schedule).")
+  decay = decays[opt.schedule]()
   if not opt.warmup_steps:
-    return decays[opt.schedule]
+    return decay
   warmup = optax.linear_schedule(0.0, opt.lr, opt.warmup_steps)
-  return optax.join_schedules([warmup, decays[opt.schedule]], [opt.warmup_steps])
+  return optax.join_schedules([warmup, decay], [opt.warmup_steps])
 
 
 def make_optimizer(config):
