@@ -14,6 +14,7 @@ import optax
 from segjax import losses, matcher
 from segjax.errors import UserError
 from segjax.heads.head import Head
+from segjax.heads.semantic import pixel_accuracy
 from segjax.models.mask_former import MASK_HEADS, MaskFormerHead
 from segjax.models.segmenter import build
 from segjax.postprocess import VOID
@@ -126,11 +127,10 @@ def _semantic_probabilities(class_logits, mask_logits):
 
 def _pixel_accuracy(class_logits, mask_logits, labels, ignore_label):
   """Pixel accuracy of the last layer's semantic map (stride 4) at the pixels it falls on."""
-  semantic = jnp.argmax(_semantic_probabilities(class_logits, mask_logits), -1)
-  step = labels.shape[1] // semantic.shape[1], labels.shape[2] // semantic.shape[2]
-  labels = labels[:, step[0] // 2::step[0], step[1] // 2::step[1]][:, :semantic.shape[1], :semantic.shape[2]]
-  labelled = labels != ignore_label
-  return ((semantic == labels) & labelled).sum() / jnp.maximum(labelled.sum(), 1)
+  probs = _semantic_probabilities(class_logits, mask_logits)
+  h, w = probs.shape[1:3]
+  step = labels.shape[1] // h, labels.shape[2] // w
+  return pixel_accuracy(probs, labels[:, step[0] // 2::step[0], step[1] // 2::step[1]][:, :h, :w], ignore_label)
 
 
 def _inference(class_logits, mask_logits, *, thing_classes, label_divisor, object_threshold, overlap_threshold):
@@ -146,12 +146,13 @@ def _inference(class_logits, mask_logits, *, thing_classes, label_divisor, objec
   num_classes = class_logits.shape[-1] - 1
   probs = jax.nn.softmax(class_logits.astype(jnp.float32), -1)
   masks = jax.nn.sigmoid(mask_logits.astype(jnp.float32))  # (H, W, Q)
-  semantic = jnp.argmax(jnp.einsum("qc,hwq->hwc", probs[:, :-1], masks), -1).astype(jnp.int32)
+  semantic = jnp.argmax(_semantic_probabilities(class_logits, mask_logits), -1).astype(jnp.int32)
   score, label = probs.max(-1), jnp.argmax(probs, -1)
   keep = (label != num_classes) & (score > object_threshold)
   q = masks.shape[-1]
   owner = jnp.argmax(jnp.where(keep, score * masks, -1.0), -1)  # (H, W)
-  claimed = keep[owner] & (jnp.take_along_axis(masks, owner[..., None], -1)[..., 0] >= 0.5)
+  owned = jnp.take_along_axis(masks, owner[..., None], -1)[..., 0]  # each pixel's probability in its owner
+  claimed = keep[owner] & (owned >= 0.5)
   won = jnp.bincount(jnp.where(keep[owner], owner, q).ravel(), length=q + 1)[:q]
   own = jnp.sum(masks >= 0.5, axis=(0, 1))
   final = jnp.bincount(jnp.where(claimed, owner, q).ravel(), length=q + 1)[:q]
@@ -160,8 +161,7 @@ def _inference(class_logits, mask_logits, *, thing_classes, label_divisor, objec
   label = jnp.minimum(label, num_classes - 1).astype(jnp.int32)
   thing = jnp.zeros(num_classes, bool).at[jnp.asarray(thing_classes, jnp.int32)].set(True)[label]
   panoptic = jnp.where(on, label[owner] * label_divisor + jnp.where(thing[owner], owner + 1, 0), VOID)
-  inside = jnp.bincount(jnp.where(on, owner, q).ravel(), weights=jnp.take_along_axis(
-      masks, owner[..., None], -1)[..., 0].ravel(), length=q + 1)[:q] / jnp.maximum(final, 1)
+  inside = jnp.bincount(jnp.where(on, owner, q).ravel(), weights=owned.ravel(), length=q + 1)[:q] / jnp.maximum(final, 1)
   valid = segment & thing
   instances = {"instance_map": jnp.where(on & thing[owner], owner + 1, 0).astype(jnp.int32), "valid": valid,
                "classes": label, "scores": jnp.where(valid, score * inside, 0.0)}
