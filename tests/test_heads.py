@@ -17,6 +17,7 @@ from conftest import tiny_config, tiny_panoptic_config
 from segjax import heads, losses, matcher, train
 from segjax.heads import mask_former
 from segjax.heads.head import Head
+from segjax.models.mask_former import attention_mask
 
 _SEGJAX = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "segjax")
 
@@ -242,3 +243,24 @@ def test_mask_former_trains_in_bfloat16_with_float32_parameters_and_losses(data_
     assert all(np.isfinite(line[k]) for k in ("loss", "class_ce", "mask_ce", "mask_dice"))
   (scored,) = [l for l in lines if l["kind"] == "eval"]
   assert {"miou", "pq", "mask_ap"} <= set(scored)
+  # The losses of bfloat16 outputs are float32: bfloat16's 8 bits of mantissa would round a mean
+  # over thousands of points.
+  head, n, size = heads.get(config), 2, 32
+  batch = {**head.synthetic_targets(config, jax.random.key(1), n, size),
+           "semantic": jnp.zeros((n, size, size), jnp.int32)}
+  q, c = config.model.head_kwargs.num_queries, config.dataset.num_classes
+  outputs = {"class_logits": jax.random.normal(jax.random.key(2), (n, 4, q, c + 1), jnp.bfloat16),
+             "mask_logits": jax.random.normal(jax.random.key(3), (n, 4, size // 4, size // 4, q), jnp.bfloat16)}
+  loss, parts = head.loss(outputs, batch, config, jax.random.key(4))
+  assert loss.dtype == jnp.float32 and all(v.dtype == jnp.float32 for v in parts.values())
+
+
+def test_a_small_mask_still_guides_attention_at_the_coarsest_level():
+  logits = np.full((1, 40, 40, 3), -4.0, np.float32)  # stride 4 of a 160 crop; three queries
+  logits[0, 9:15, 9:15, 0] = 4.0  # a 24-pixel object, under one stride-32 cell
+  logits[0, :, :20, 1] = 4.0  # the left half
+  attend = np.asarray(attention_mask(jnp.asarray(logits), (5, 5))).reshape(1, 3, 5, 5)
+  # The object's cell and only it (an antialiased resize averages it below 0 over its 8x8 window).
+  assert attend[0, 0].sum() == 1 and attend[0, 0, 1, 1]
+  assert attend[0, 1, :, :2].all() and not attend[0, 1, :, 3:].any()
+  assert attend[0, 2].all()  # a mask on nowhere: everywhere

@@ -29,6 +29,16 @@ def sine_positions(height, width, dim):
   return np.concatenate([np.repeat(y, width, axis=0), np.tile(x, (height, 1))], axis=-1)
 
 
+def attention_mask(mask_logits, shape):
+  """Where each query may attend at a level of `shape` (N, Q, h * w): where its mask (N, H, W, Q) is
+  on, or everywhere if it is on nowhere. The mask is sampled at the level's pixels, as Mask2Former's
+  interpolate does: an antialiased resize would average a small object away at stride 32."""
+  n, q = mask_logits.shape[0], mask_logits.shape[-1]
+  coarse = jax.image.resize(mask_logits.astype(jnp.float32), (n, *shape, q), "bilinear", antialias=False)
+  attend = jax.lax.stop_gradient(coarse >= 0.0).reshape(n, -1, q).transpose(0, 2, 1)
+  return attend | ~attend.any(-1, keepdims=True)
+
+
 class PixelDecoder(nn.Module):
   """FPN over `stage1`..`stage4`: returns the mask features (stride 4, `mask_dim` channels) and the
   three coarsest FPN levels, coarse to fine, that the transformer decoder attends to in turn."""
@@ -145,12 +155,8 @@ class MaskFormerHead(nn.Module):
       if i == self.layers:
         break
       memory, memory_pos, shape = memories[i % len(memories)]
-      # Each query attends where its current mask is on (a query whose mask is empty: everywhere).
-      attend = jax.lax.stop_gradient(jax.nn.sigmoid(resize(mask_logits.astype(jnp.float32), *shape)) >= 0.5)
-      attend = attend.reshape(n, -1, self.num_queries).transpose(0, 2, 1)
-      attend = attend | ~attend.any(-1, keepdims=True)
       queries = DecoderLayer(self.hidden, self.heads, self.ffn, self.dtype, name=f"layer{i + 1}")(
-          queries, query_pos, memory, memory_pos, attend)
+          queries, query_pos, memory, memory_pos, attention_mask(mask_logits, shape))
     if train:
       return {"class_logits": jnp.stack(classes, 1), "mask_logits": jnp.stack(masks, 1), **aux}
     return {"class_logits": classes[-1], "mask_logits": resize(masks[-1], *size)}
