@@ -35,7 +35,7 @@ def attention_mask(mask_logits, shape):
   interpolate does: an antialiased resize would average a small object away at stride 32."""
   n, q = mask_logits.shape[0], mask_logits.shape[-1]
   coarse = jax.image.resize(mask_logits.astype(jnp.float32), (n, *shape, q), "bilinear", antialias=False)
-  attend = jax.lax.stop_gradient(coarse >= 0.0).reshape(n, -1, q).transpose(0, 2, 1)
+  attend = (coarse >= 0.0).reshape(n, -1, q).transpose(0, 2, 1)  # a comparison: no gradient to stop
   return attend | ~attend.any(-1, keepdims=True)
 
 
