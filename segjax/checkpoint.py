@@ -64,6 +64,7 @@ class Checkpointer:
         cleanup_tmp_directories=True)
     self._manager = ocp.CheckpointManager(self.directory, options=options)
     self._saving = None  # the step whose asynchronous write may still fail
+    self._reported = False  # a failed write was raised as a sentence: Orbax raises it again at every wait
 
   def latest_step(self):
     return self._manager.latest_step()
@@ -87,7 +88,10 @@ class Checkpointer:
     except (OSError, ValueError) as e:  # tensorstore reports a full disk as ValueError, Python as OSError
       failed, self._saving = self._saving, None
       if failed is None:
+        if self._reported:  # the same failed write, already said: it must not replace the sentence
+          return
         raise
+      self._reported = True
       kept = [s for s in self._manager.all_steps() if s != failed]
       raise UserError(
           f"Cannot write checkpoint step {failed} in {self.directory} ({_reason(e)}); free space there "
@@ -174,8 +178,11 @@ class Checkpointer:
     return meta.get("format", 0)
 
   def close(self):
-    """Waits for the last save and closes; a failed last write is still raised."""
+    """Waits for the last save and for the removal of leftovers Orbax started when it opened the
+    directory (so a Checkpointer opened next cannot race it), and closes; a failed last write is
+    still raised, once."""
     try:
       self.wait()
     finally:
-      self._manager.close()
+      self._manager._maybe_await_cleanup_tmp_directory()  # pylint: disable=protected-access  (no public wait)
+      self._guarded(self._manager.close)
