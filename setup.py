@@ -38,5 +38,5 @@ setup(
         "safetensors>=0.4,<1",  # weights files; PyTorch only to read a .pth, never a dependency
     ],
     # cityscapesscripts is the oracle: its pixel-level and COCO panoptic evaluators rescore segjax's files.
-    extras_require={"test": ["pytest>=8,<10", "cityscapesscripts>=2.2,<3"]},
+    extras_require={"test": ["pytest>=8,<10", "pytest-xdist>=3.5,<4", "cityscapesscripts>=2.2,<3"]},
 )
