@@ -36,3 +36,26 @@ def test_a_checkpoint_of_an_older_segjax_is_named_as_such_and_kept(tmp_path):
     again.restore(3, {"conv": jnp.zeros(3)})
   again.close()
   assert os.listdir(tmp_path) == ["3"]
+
+
+def test_a_failed_write_is_said_once_and_closing_does_not_replace_the_sentence(tmp_path):
+  ckpt = Checkpointer(str(tmp_path), keep=2)
+  ckpt.save(3, {"w": jnp.zeros(3)}, {"step": 3})
+  wait = ckpt._manager.wait_until_finished
+
+  def full_disk():  # what Orbax raises for a failed asynchronous write, at every wait after it
+    wait()
+    raise ValueError("RESOURCE_EXHAUSTED: Error writing ...: No space left on device [os_error_code='28']")
+
+  ckpt._manager.wait_until_finished = full_disk
+  with pytest.raises(UserError, match=r"^Cannot write checkpoint step 3 in .* \(No space left on device\); free "
+                     r"space there and rerun, which resumes from the start: no checkpoint was complete\.$"):
+    ckpt.close()
+  ckpt._manager.wait_until_finished = wait
+  ckpt._manager.close()
+
+
+def test_closing_waits_for_the_removal_of_an_interrupted_save(tmp_path):
+  os.makedirs(tmp_path / "8.orbax-checkpoint-tmp-1234" / "state")
+  Checkpointer(str(tmp_path), keep=2).close()
+  assert os.listdir(tmp_path) == []  # gone before the next Checkpointer opens the directory
