@@ -3,6 +3,7 @@
 Importing this module loads no TensorFlow: the input pipeline is imported inside
 `train_and_evaluate`, so the steps can be benchmarked or reused without it.
 """
+import errno
 import functools
 import json
 import math
@@ -173,14 +174,29 @@ def _holds_files(directory):
   return os.path.isdir(directory) and bool(os.listdir(directory))
 
 
+def _unwritable(workdir, reason):
+  return UserError(f"Cannot write to workdir '{workdir}' ({reason}); choose a writable --workdir.")
+
+
+def _check_makeable(workdir):
+  """Before any work, without creating anything: the workdir's nearest existing folder must be one
+  this process can write to, so a mistyped --workdir does not wait for a dataset to be built."""
+  path = os.path.abspath(workdir)
+  while not os.path.exists(path):
+    path = os.path.dirname(path)
+  if not os.path.isdir(path):
+    raise _unwritable(workdir, os.strerror(errno.ENOTDIR))
+  if not os.access(path, os.W_OK | os.X_OK):
+    raise _unwritable(workdir, os.strerror(errno.EACCES))
+
+
 def _check_writable(workdir):
   try:
     os.makedirs(workdir, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=workdir, prefix=".write_test"):  # unique per process
       pass
   except OSError as e:
-    raise UserError(f"Cannot write to workdir '{workdir}' ({e.strerror}); choose a writable "
-                    "--workdir.") from e
+    raise _unwritable(workdir, e.strerror) from e
 
 
 def train_and_evaluate(config, workdir):
@@ -191,6 +207,7 @@ def train_and_evaluate(config, workdir):
   mesh = parallel.make_mesh()
   parallel.check_batch_size(config.batch_size, mesh)
   parallel.check_batch_size(config.eval_batch_size, mesh, "config.eval_batch_size")
+  _check_makeable(workdir)
   checkpoints = os.path.join(workdir, "checkpoints")
   if config.model.init_from.path and not _holds_files(checkpoints):
     pretrained.check(config.model)  # a resumed run never reads it
