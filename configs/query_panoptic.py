@@ -11,16 +11,19 @@ mask, where Mask2Former's COCO model has 100 queries, 256 wide, 9 layers and 125
 (segjax.benchmark at 160x160, batch 16: 2.38 s against 1.38 s on one 2-core machine).
 
 NOT YET AT ITS GOAL (PQ >= 0.60, mask AP >= 0.50, mIoU >= 0.85). From scratch, every variant tried
-stays at mIoU 0.35-0.46 and PQ 0.24 (stuff 0.95-0.99, things 0) through 600-1000 steps: the
-backbone does not learn the shapes. The class cross-entropy of the queries stays at ~1.1 and the
-auxiliary semantic loss at chance. Tried: Mask2Former's weight decay 0.05 at lr 2e-3, the
-auxiliary semantic loss at weights 1, 10, 20 and 50 on the pixel decoder or on the backbone's
-output, and lr 2e-3 with the backbone at 4e-3 on 128x128 crops. configs/semantic.py learns the
-shapes between steps 375 and 750. The head itself learns once the backbone knows the shapes:
-started from configs/semantic.py's backbone at step 750 (mIoU 0.87), 300 steps of this file on
-128x128 crops reach mIoU 0.81, PQ 0.37 (things 0.16) and mask AP 0.05, with the class
-cross-entropy falling from 1.3 to 0.58 (that run also had the attention mask sampled, not
-antialiased, at the coarse levels; the runs from scratch predate that fix).
+stays at mIoU 0.35-0.46 and PQ 0.24 (stuff 0.95-0.99, things 0) through 600-1000 steps: the backbone
+does not learn the shapes. The class cross-entropy of the queries stays at ~1.1 and the auxiliary
+semantic loss at chance. Tried: Mask2Former's weight decay 0.05 at lr 2e-3, the auxiliary semantic
+loss at weights 1, 10, 20 and 50 on the pixel decoder or on the backbone's output, and lr 2e-3 with
+the backbone at 4e-3 on 128x128 crops; later, lr 4e-3 everywhere (to step 500), the same with the
+query losses weighted 0, the auxiliary loss alone (to step 650), and the auxiliary loss on the
+backbone's fused output as the seed head reads it, on all pixels (to step 700). At about 0.5
+steps/s, 30 minutes are some 900 steps. configs/semantic.py learns the shapes between steps 375 and
+750. The head itself learns once the backbone knows the shapes: started from configs/semantic.py's
+backbone at step 750 (mIoU 0.87), 300 steps of this file on 128x128 crops reach mIoU 0.81, PQ 0.37
+(things 0.16) and mask AP 0.05, with the class cross-entropy falling from 1.3 to 0.58 (that run also
+had the attention mask sampled, not antialiased, at the coarse levels; of the runs from scratch,
+only the last three have that fix).
 """
 from segjax.config import base_config
 
