@@ -44,14 +44,18 @@ def _parse_flags(argv):
 
 
 def _quiet_libraries(record):
-  """Keeps Orbax's per-save INFO chatter out of the progress log; its warnings still show. So do
-  its errors, but not asyncio's echo of each of them at exit, after the run said what failed.
+  """Keeps Orbax's per-save INFO chatter out of the progress log; its warnings and errors still
+  show, but not the traceback each of its writer threads logs for a failed write, nor asyncio's
+  echo of them at exit: the failure reaches the run, which says it once (a late thread's traceback
+  would otherwise follow that sentence).
 
   On the inner handler: ABSLHandler.handle forwards to it without applying its own filters.
   """
   if record.name == "asyncio" and record.getMessage().startswith("Task exception was never retrieved"):
     return False
-  return record.levelno >= std_logging.WARNING or "/orbax/" not in record.pathname
+  if "/orbax/" not in record.pathname:
+    return True
+  return record.levelno >= std_logging.WARNING and not record.exc_info
 
 
 def main(argv):
