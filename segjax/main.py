@@ -46,12 +46,13 @@ def _parse_flags(argv):
 def _quiet_libraries(record):
   """Keeps Orbax's per-save INFO chatter out of the progress log; its warnings and errors still
   show, but not the traceback each of its writer threads logs for a failed write, nor asyncio's
-  echo of them at exit: the failure reaches the run, which says it once (a late thread's traceback
-  would otherwise follow that sentence).
+  echo of them (each task's, future's and gather's "exception was never retrieved", logged when
+  they are collected, often after the run said what failed): the failure reaches the run, which
+  says it once.
 
   On the inner handler: ABSLHandler.handle forwards to it without applying its own filters.
   """
-  if record.name == "asyncio" and record.getMessage().startswith("Task exception was never retrieved"):
+  if record.name == "asyncio" and "exception was never retrieved" in record.getMessage():
     return False
   if "/orbax/" not in record.pathname:
     return True

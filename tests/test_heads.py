@@ -17,7 +17,7 @@ from conftest import tiny_config, tiny_panoptic_config
 from segjax import heads, losses, matcher, train
 from segjax.heads import mask_former
 from segjax.heads.head import Head
-from segjax.models.mask_former import attention_mask
+from segjax.models.mask_former import PixelDecoder, attention_mask
 
 _SEGJAX = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "segjax")
 
@@ -264,3 +264,16 @@ def test_a_small_mask_still_guides_attention_at_the_coarsest_level():
   assert attend[0, 0].sum() == 1 and attend[0, 0, 1, 1]
   assert attend[0, 1, :, :2].all() and not attend[0, 1, :, 3:].any()
   assert attend[0, 2].all()  # a mask on nowhere: everywhere
+
+
+@pytest.mark.parametrize("positions", [False, True])
+def test_mask_positions_tell_apart_pixels_of_equal_content(positions):
+  # Features equal everywhere (zeros: every ConvBN at init passes them as zeros, borders included),
+  # so whatever tells two mask-feature pixels apart is position.
+  features = {f"stage{i + 1}": jnp.zeros((1, 16 // 2**i, 16 // 2**i, 8)) for i in range(4)}
+  decoder = PixelDecoder(hidden=16, mask_dim=8, positions=positions)
+  variables = decoder.init(jax.random.key(0), features, False)
+  mask_features, _ = decoder.apply(variables, features, False)
+  pixels = np.asarray(mask_features).reshape(-1, 8)
+  distinct = len(np.unique(pixels.round(6), axis=0))
+  assert distinct == (256 if positions else 1)

@@ -41,9 +41,16 @@ def attention_mask(mask_logits, shape):
 
 class PixelDecoder(nn.Module):
   """FPN over `stage1`..`stage4`: returns the mask features (stride 4, `mask_dim` channels) and the
-  three coarsest FPN levels, coarse to fine, that the transformer decoder attends to in turn."""
+  three coarsest FPN levels, coarse to fine, that the transformer decoder attends to in turn.
+
+  `positions` adds a learned function (two layers) of the sine position encoding to the mask features, so a
+  query's mask can say where as well as what. Mask2Former's deformable-attention encoder puts
+  position into its pixel features; a plain FPN has none beyond its borders, and two touching
+  objects of one class and look would share one mask (SOLO's and CondInst's coordinate features).
+  """
   hidden: int
   mask_dim: int
+  positions: bool = False
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -57,6 +64,12 @@ class PixelDecoder(nn.Module):
       x = ConvBN(self.hidden, dtype=self.dtype, name=f"output{i}")(x, train)
       levels.append(x)
     mask_features = nn.Conv(self.mask_dim, (1, 1), dtype=self.dtype, name="mask_features")(levels[-1])
+    if self.positions:
+      h, w = mask_features.shape[1:3]
+      where = nn.relu(nn.Dense(self.hidden, dtype=self.dtype, name="positions_fc1")(
+          jnp.asarray(sine_positions(h, w, self.hidden), self.dtype)))
+      where = nn.Dense(self.mask_dim, dtype=self.dtype, name="positions_fc2")(where)
+      mask_features = mask_features + where.reshape(h, w, self.mask_dim)
     return mask_features, levels[:3]
 
 
@@ -127,11 +140,14 @@ class MaskFormerHead(nn.Module):
   # MaX-DeepLab's auxiliary semantic head on the pixel decoder (training only): dense class
   # supervision for a backbone that starts from scratch, where Mask2Former's starts from ImageNet.
   aux_semantic: bool = False
+  # Position in the mask features (PixelDecoder.positions): off in Mask2Former's recipes.
+  mask_positions: bool = False
   dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, features, size, train):
-    mask_features, levels = PixelDecoder(self.hidden, self.mask_dim, self.dtype, name="pixel_decoder")(
+    mask_features, levels = PixelDecoder(self.hidden, self.mask_dim, self.mask_positions, self.dtype,
+                                          name="pixel_decoder")(
         features, train)
     aux = {}
     if self.aux_semantic and (train or self.is_initializing()):
