@@ -94,6 +94,7 @@ def test_a_full_checkpoint_disk_stops_the_run_with_a_sentence_and_keeps_the_earl
                       r"free space there and rerun, which resumes from the intact "
                       r"step (\d+)\.", last)
   assert said, result.stderr[-6000:]  # the sentence last: no library's echo of the failure after it
+  assert "Traceback" not in result.stderr, result.stderr[-3000:]  # the sentence, not a writer thread's noise
   failed, intact = int(said.group(1)), int(said.group(2))
   print(f"the save of step {failed} did not fit; steps up to {intact} are intact")
   steps = sorted(int(s) for s in os.listdir(kept) if s.isdigit())

@@ -233,11 +233,13 @@ def test_mask_former_losses_find_the_matching_and_grow_when_it_is_spoiled():
 @pytest.mark.slow
 def test_mask_former_trains_in_bfloat16_with_float32_parameters_and_losses(data_dir, tmp_path):
   config = tiny_panoptic_config(data_dir, total_steps=2, eval_every=2, checkpoint_every=2,
-                                **{"model.head": "mask_former", "model.dtype": "bfloat16"})
+                                **{"model.head": "mask_former", "model.dtype": "bfloat16",
+                                   "model.head_kwargs.mask_positions": True})
   heads.get(config).tiny(config)
-  state = train.train_and_evaluate(config, str(tmp_path))
+  state = train.train_and_evaluate(config, str(tmp_path))  # evaluates at another size than its crops
   assert all(p.dtype == np.float32 for p in jax.tree.leaves(state.params))
   assert set(state.params) == {"backbone", "head"}
+  assert {"positions_fc1", "positions_fc2"} <= set(state.params["head"]["pixel_decoder"])
   lines = [json.loads(l) for l in open(tmp_path / "metrics.jsonl")]
   for line in (l for l in lines if l["kind"] == "train"):
     assert all(np.isfinite(line[k]) for k in ("loss", "class_ce", "mask_ce", "mask_dice"))
@@ -270,10 +272,11 @@ def test_a_small_mask_still_guides_attention_at_the_coarsest_level():
 def test_mask_positions_tell_apart_pixels_of_equal_content(positions):
   # Features equal everywhere (zeros: every ConvBN at init passes them as zeros, borders included),
   # so whatever tells two mask-feature pixels apart is position.
-  features = {f"stage{i + 1}": jnp.zeros((1, 16 // 2**i, 16 // 2**i, 8)) for i in range(4)}
+  features = {f"stage{i + 1}": jnp.zeros((2, 16 // 2**i, 24 // 2**i, 8)) for i in range(4)}
   decoder = PixelDecoder(hidden=16, mask_dim=8, positions=positions)
   variables = decoder.init(jax.random.key(0), features, False)
   mask_features, _ = decoder.apply(variables, features, False)
-  pixels = np.asarray(mask_features).reshape(-1, 8)
-  distinct = len(np.unique(pixels.round(6), axis=0))
-  assert distinct == (256 if positions else 1)
+  assert mask_features.shape == (2, 16, 24, 8)
+  for image in np.asarray(mask_features):  # every image alike: a function of position alone
+    distinct = len(np.unique(image.reshape(-1, 8).round(6), axis=0))
+    assert distinct == (16 * 24 if positions else 1)

@@ -43,10 +43,11 @@ class PixelDecoder(nn.Module):
   """FPN over `stage1`..`stage4`: returns the mask features (stride 4, `mask_dim` channels) and the
   three coarsest FPN levels, coarse to fine, that the transformer decoder attends to in turn.
 
-  `positions` adds a learned function (two layers) of the sine position encoding to the mask features, so a
-  query's mask can say where as well as what. Mask2Former's deformable-attention encoder puts
-  position into its pixel features; a plain FPN has none beyond its borders, and two touching
-  objects of one class and look would share one mask (SOLO's and CondInst's coordinate features).
+  `positions` adds a learned function (two layers) of the sine position encoding to the mask
+  features, so that a query's mask can say where as well as what: Mask2Former's deformable-attention
+  encoder puts position into its pixel features, a plain FPN has none beyond its borders (SOLO's
+  CoordConv adds coordinates for the same reason). The encoding spans the image, as the decoder's
+  memory positions do.
   """
   hidden: int
   mask_dim: int
@@ -146,9 +147,8 @@ class MaskFormerHead(nn.Module):
 
   @nn.compact
   def __call__(self, features, size, train):
-    mask_features, levels = PixelDecoder(self.hidden, self.mask_dim, self.mask_positions, self.dtype,
-                                          name="pixel_decoder")(
-        features, train)
+    mask_features, levels = PixelDecoder(self.hidden, self.mask_dim, positions=self.mask_positions,
+                                         dtype=self.dtype, name="pixel_decoder")(features, train)
     aux = {}
     if self.aux_semantic and (train or self.is_initializing()):
       x = ConvBN(self.hidden, dtype=self.dtype, name="aux_semantic")(mask_features, train)
