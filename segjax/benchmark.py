@@ -171,10 +171,18 @@ def run_input(config):
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+  config = _CONFIG.value
   try:
-    (run_input if _INPUT.value else run)(_CONFIG.value)
+    (run_input if _INPUT.value else run)(config)
   except UserError as e:
     sys.exit(f"segjax.benchmark: error: {e}")
+  except jax.errors.JaxRuntimeError as e:
+    if "RESOURCE_EXHAUSTED" not in str(e):
+      raise
+    reason = str(e).split("\n")[0].removeprefix("RESOURCE_EXHAUSTED: ").rstrip(".")
+    sys.exit(f"segjax.benchmark: error: batch {config.batch_size} at {config.benchmark.image_size}x"
+             f"{config.benchmark.image_size} does not fit on {jax.devices()[0].device_kind} ({reason}); "
+             "lower --config.batch_size or --config.benchmark.image_size.")
 
 
 if __name__ == "__main__":

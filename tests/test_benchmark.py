@@ -88,3 +88,25 @@ def test_input_benchmark_times_the_pipeline_of_any_config(data_dir):
   assert record["mode"] == "input" and record["batch"] == 8 and record["instance_targets"]
   assert record["crop"] == [160, 160] and record["images_per_s"] > 0
   assert record["images_per_s_per_core"] == pytest.approx(record["images_per_s"] / record["cpu_cores"], rel=0.01)
+
+
+def test_a_step_that_does_not_fit_is_one_sentence(monkeypatch):
+  from segjax import benchmark  # pylint: disable=g-import-not-at-top
+  config = load_config_file(os.path.join(BENCH, "mask_former_r50_512.py"))
+  monkeypatch.setattr(benchmark, "_CONFIG", type("Flag", (), {"value": config})())
+  monkeypatch.setattr(benchmark, "_INPUT", type("Flag", (), {"value": False})())
+
+  def out_of_memory(config):
+    raise jax.errors.JaxRuntimeError("RESOURCE_EXHAUSTED: Out of memory allocating 40110126288 bytes.")
+  monkeypatch.setattr(benchmark, "run", out_of_memory)
+  with pytest.raises(SystemExit) as stopped:
+    benchmark.main(["segjax.benchmark"])
+  assert str(stopped.value.code) == (
+      "segjax.benchmark: error: batch 16 at 512x512 does not fit on cpu (Out of memory allocating "
+      "40110126288 bytes); lower --config.batch_size or --config.benchmark.image_size.")
+
+  def failed(config):
+    raise jax.errors.JaxRuntimeError("INTERNAL: something else")
+  monkeypatch.setattr(benchmark, "run", failed)
+  with pytest.raises(jax.errors.JaxRuntimeError):  # other runtime errors are not dressed as memory
+    benchmark.main(["segjax.benchmark"])
