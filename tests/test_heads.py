@@ -230,6 +230,25 @@ def test_mask_former_losses_find_the_matching_and_grow_when_it_is_spoiled():
   assert float(spoiled[2]) > 3 * bce and float(spoiled[3]) > 3 * dice
 
 
+def test_the_auxiliary_semantic_loss_reads_the_labels_its_stride_4_pixels_fall_on():
+  cfg = tiny_panoptic_config("/nonexistent", **{"model.head": "mask_former", "loss.semantic_top_k": 1.0})
+  heads.get(cfg).tiny(cfg)
+  head, n, size, c = heads.get(cfg), 2, 16, cfg.dataset.num_classes
+  rng = np.random.default_rng(0)
+  labels = rng.integers(0, c, (n, size, size))
+  seen = rng.integers(0, c, (n, size // 4, size // 4))
+  labels[:, 2::4, 2::4] = seen  # the pixel at the middle of each 4x4 cell (row and column 2)
+  logits = rng.normal(size=(n, size // 4, size // 4, c)).astype(np.float32) * 3
+  log_p = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+  expected = -np.take_along_axis(log_p, seen[..., None], -1).mean()
+  q = cfg.model.head_kwargs.num_queries
+  outputs = {"class_logits": jnp.zeros((n, 4, q, c + 1)), "mask_logits": jnp.zeros((n, 4, size // 4, size // 4, q)),
+             "aux_semantic_logits": jnp.asarray(logits)}
+  batch = {**head.synthetic_targets(cfg, jax.random.key(1), n, size), "semantic": jnp.asarray(labels, jnp.int32)}
+  _, parts = head.loss(outputs, batch, cfg, jax.random.key(2))
+  assert float(parts["semantic_ce"]) == pytest.approx(expected, rel=1e-5)
+
+
 @pytest.mark.slow
 def test_mask_former_trains_in_bfloat16_with_float32_parameters_and_losses(data_dir, tmp_path):
   config = tiny_panoptic_config(data_dir, total_steps=2, eval_every=2, checkpoint_every=2,

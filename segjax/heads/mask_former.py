@@ -69,10 +69,11 @@ class MaskFormer(Head):
              "pixel_acc": _pixel_accuracy(classes[:, -1], masks[:, -1], batch["semantic"],
                                           config.dataset.ignore_label)}
     if "aux_semantic_logits" in outputs:  # head_kwargs.aux_semantic
+      # At its own stride 4, on the labels there: upsampled to the crop, it took a tenth of a CPU
+      # step, and it is there to teach the backbone shapes, not borders.
       logits = outputs["aux_semantic_logits"]
-      logits = jax.image.resize(logits, (b, *batch["semantic"].shape[1:], logits.shape[-1]), "bilinear")
-      parts["semantic_ce"] = losses.semantic_cross_entropy(logits, batch["semantic"], config.dataset.ignore_label,
-                                                           lc.semantic_top_k)
+      parts["semantic_ce"] = losses.semantic_cross_entropy(logits, _on_grid(batch["semantic"], *logits.shape[1:3]),
+                                                           config.dataset.ignore_label, lc.semantic_top_k)
       loss = loss + lc.semantic_weight * parts["semantic_ce"]
     return loss, parts
 
@@ -125,12 +126,16 @@ def _semantic_probabilities(class_logits, mask_logits):
   return jnp.einsum("...qc,...hwq->...hwc", probs, jax.nn.sigmoid(mask_logits.astype(jnp.float32)))
 
 
+def _on_grid(labels, h, w):
+  """Label maps (N, H, W) at the pixels an (h, w) map of stride H // h falls on."""
+  step = labels.shape[1] // h, labels.shape[2] // w
+  return labels[:, step[0] // 2::step[0], step[1] // 2::step[1]][:, :h, :w]
+
+
 def _pixel_accuracy(class_logits, mask_logits, labels, ignore_label):
   """Pixel accuracy of the last layer's semantic map (stride 4) at the pixels it falls on."""
   probs = _semantic_probabilities(class_logits, mask_logits)
-  h, w = probs.shape[1:3]
-  step = labels.shape[1] // h, labels.shape[2] // w
-  return pixel_accuracy(probs, labels[:, step[0] // 2::step[0], step[1] // 2::step[1]][:, :h, :w], ignore_label)
+  return pixel_accuracy(probs, _on_grid(labels, *probs.shape[1:3]), ignore_label)
 
 
 def _inference(class_logits, mask_logits, *, thing_classes, label_divisor, object_threshold, overlap_threshold):
