@@ -59,6 +59,15 @@ def _quiet_libraries(record):
   return record.levelno >= std_logging.WARNING and not record.exc_info
 
 
+def _quiet_unraisable(unraisable):
+  """Drops "Event loop is closed", raised where Python can only print it, by an Orbax writer thread
+  that outlived the event loop of a failed save: the failure reaches the run, which says it once.
+  Anything else goes to Python's own hook."""
+  if isinstance(unraisable.exc_value, RuntimeError) and str(unraisable.exc_value) == "Event loop is closed":
+    return
+  sys.__unraisablehook__(unraisable)
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
@@ -68,6 +77,7 @@ def main(argv):
   except UserError as e:
     sys.exit(f"segjax: error: {e}")
   logging.get_absl_handler().python_handler.addFilter(_quiet_libraries)
+  sys.unraisablehook = _quiet_unraisable
   # After flags: JAX reads its own.  pylint: disable=g-import-not-at-top
   import jax
   from segjax import parallel, preemption

@@ -19,3 +19,20 @@ def test_user_error_exits_non_zero_with_one_sentence(tmp_path):
   assert "Traceback" not in result.stderr
   assert blocker.read_text() == "not a directory"
   assert not (tmp_path / "tfds").exists()  # said before the dataset is built, not minutes later
+
+
+def test_a_closed_event_loop_raised_where_it_cannot_propagate_is_not_printed(capsys, monkeypatch):
+  from segjax import main  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(sys, "unraisablehook", main._quiet_unraisable)  # pylint: disable=protected-access
+
+  class Raises:
+    def __init__(self, message):
+      self.message = message
+
+    def __del__(self):
+      raise RuntimeError(self.message)
+
+  Raises("Event loop is closed")  # an Orbax writer thread's echo after a failed save
+  Raises("a real fault")
+  stderr = capsys.readouterr().err
+  assert "Event loop is closed" not in stderr and "RuntimeError: a real fault" in stderr
