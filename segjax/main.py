@@ -8,6 +8,7 @@ itself (TPU VM pods, SLURM) or --coordinator_address/--num_processes/--process_i
 """
 import logging as std_logging  # absl's logging.WARNING is a verbosity (-1), not a record level
 import sys
+import warnings
 
 from absl import app, flags, logging
 from ml_collections import config_flags
@@ -40,7 +41,14 @@ def _parse_flags(argv):
     reason = overrides.explain(e, argv[1:])
     if not reason:
       raise
-    sys.exit(f"segjax: error: {reason}")
+    _fail(reason)
+
+
+def _fail(reason):
+  """Exits with the run's sentence last. The write a failed save abandoned is collected as Python
+  shuts down, and Python would print "coroutine ... was never awaited" for it after the sentence."""
+  warnings.filterwarnings("ignore", message=r"coroutine '.*' was never awaited", category=RuntimeWarning)
+  sys.exit(f"segjax: error: {reason}")
 
 
 def _quiet_libraries(record):
@@ -75,7 +83,7 @@ def main(argv):
     # Every value checked before any work: no jax.distributed, nothing written, no directory made.
     config_lib.validate(_CONFIG.value)
   except UserError as e:
-    sys.exit(f"segjax: error: {e}")
+    _fail(e)
   logging.get_absl_handler().python_handler.addFilter(_quiet_libraries)
   sys.unraisablehook = _quiet_unraisable
   # After flags: JAX reads its own.  pylint: disable=g-import-not-at-top
@@ -88,7 +96,7 @@ def main(argv):
     from segjax import train  # after jax.distributed: importing the models must not start a backend
     (train.evaluate_checkpoint if _EVAL_ONLY.value else train.train_and_evaluate)(_CONFIG.value, _WORKDIR.value)
   except UserError as e:
-    sys.exit(f"segjax: error: {e}")  # to stderr once, without a traceback
+    _fail(e)  # to stderr once, without a traceback
   except preemption.Stopped:  # its line is logged; the status tells a scheduler to requeue
     sys.exit(preemption.EXIT_RESUMABLE)
 

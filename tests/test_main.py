@@ -36,3 +36,19 @@ def test_a_closed_event_loop_raised_where_it_cannot_propagate_is_not_printed(cap
   Raises("a real fault")
   stderr = capsys.readouterr().err
   assert "Event loop is closed" not in stderr and "RuntimeError: a real fault" in stderr
+
+
+def test_the_sentence_stays_last_when_python_collects_an_abandoned_write_at_exit():
+  # A coroutine kept alive by a reference cycle is collected as the interpreter shuts down, as the
+  # write of a failed Orbax save is; Python would then print "was never awaited" after the sentence.
+  script = ("from segjax import main\n"
+            "async def write_fragment(): pass\n"
+            "pending = [write_fragment()]\n"
+            "pending.append(pending)\n"
+            "del pending\n"
+            "main._fail('Cannot write checkpoint step 12.')\n")
+  result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120, check=False)
+  assert result.returncode == 1
+  assert result.stderr.strip().splitlines()[-1] == "segjax: error: Cannot write checkpoint step 12.", result.stderr
+  assert "never awaited" not in result.stderr, result.stderr
