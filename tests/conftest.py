@@ -40,3 +40,21 @@ def panoptic_run(data_dir, tmp_path_factory):
   config = tiny_panoptic_config(data_dir, total_steps=2, eval_every=2, **{"postprocess.center_threshold": 0.0})
   train.train_and_evaluate(config, workdir)
   return workdir
+
+
+_VERSIONS = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "tensorflow-cpu", "tensorflow",
+             "tensorflow-datasets", "numpy", "pycocotools", "pytest", "pytest-xdist", "cityscapesscripts")
+
+
+def pytest_terminal_summary(terminalreporter):
+  """Names the releases the suite ran with, next to its count: what a failure on a fresh install
+  needs first."""
+  from importlib import metadata  # pylint: disable=g-import-not-at-top
+  import platform  # pylint: disable=g-import-not-at-top
+  found = []
+  for name in _VERSIONS:
+    try:
+      found.append(f"{name} {metadata.version(name)}")
+    except metadata.PackageNotFoundError:
+      pass
+  terminalreporter.write_line(f"Ran with Python {platform.python_version()}, " + ", ".join(found))

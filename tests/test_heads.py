@@ -185,7 +185,7 @@ def test_mask_former_inference_resolves_overlaps_thresholds_and_merges_stuff():
   np.testing.assert_array_equal(out["instances"]["instance_map"], np.where(square, 2, 0))
   assert out["instances"]["classes"][1] == 1
   # Score: class probability times the mask's mean probability inside its segment.
-  assert out["instances"]["scores"][1] == pytest.approx(0.99 * jax.nn.sigmoid(10.0), rel=1e-4)
+  assert out["instances"]["scores"][1] == pytest.approx(0.99 * float(jax.nn.sigmoid(10.0)), rel=1e-4)
   # Semantic: each class's probability over queries weighted by their masks.
   assert out["semantic"][0, 0] == 0 and out["semantic"][3, 6] == 1
 
