@@ -4,6 +4,10 @@ A save is first written to `<step>.orbax-checkpoint-tmp` and only becomes step `
 complete, by an atomic rename (Orbax's rule for a local or network disk; on a bucket it would write
 `commit_success.txt` last instead). So an interrupted save is never the latest step; its leftover is
 removed when the next run opens the directory.
+
+Only the run that trains in a directory writes there. Predict, export and --eval_only open it
+read-only (`read_only=True`): no cleanup, no deletion, no metadata, so they cannot break a save in
+flight, and they read the newest step that is complete.
 """
 import os
 import re
@@ -43,6 +47,8 @@ def _one_writer_per_array():
 
 
 _REGISTERED = False
+# A reader retries a step deleted under it this many times: each retry reads the then newest step.
+_READ_ATTEMPTS = 5
 
 
 def _reason(e):
@@ -53,15 +59,40 @@ def _reason(e):
   return e.strerror if isinstance(e, OSError) and e.strerror else cause(e)
 
 
-class Checkpointer:
-  """Saves and restores under `directory`, keeping the latest `keep` steps."""
+def _from_process_0(step):
+  """Process 0's step (or None) on every process, so that all of them read the same one."""
+  if jax.process_count() == 1:
+    return step
+  step = int(multihost_utils.broadcast_one_to_all(np.int32(-1 if step is None else step)))
+  return None if step < 0 else step
 
-  def __init__(self, directory, keep):
+
+def _on_every_process(read, step, directory):
+  """What read() returns where it reads on every process; else its UserError, on every process."""
+  try:
+    value, error = read(), None
+  except UserError as e:
+    value, error = None, e
+  if jax.process_count() > 1 and multihost_utils.process_allgather(np.int32(error is None)).min() == 0:
+    error = error or UserError(f"Checkpoint step {step} in {directory} cannot be read on another process.")
+  if error is not None:
+    raise error
+  return value
+
+
+class Checkpointer:
+  """Saves and restores under `directory`, keeping the latest `keep` steps; with `read_only`, only
+  restores, for a reader beside the run that owns the directory."""
+
+  def __init__(self, directory, keep=None, read_only=False):
     _one_writer_per_array()
     self.directory = os.path.abspath(directory)
-    options = ocp.CheckpointManagerOptions(
-        preservation_policy=ocp.checkpoint_managers.LatestN(n=keep), create=True,
-        cleanup_tmp_directories=True)
+    if read_only:  # the owner's leftovers are its save in flight: never clean them up
+      options = ocp.CheckpointManagerOptions(read_only=True, create=False, cleanup_tmp_directories=False)
+    else:
+      options = ocp.CheckpointManagerOptions(
+          preservation_policy=ocp.checkpoint_managers.LatestN(n=keep), create=True,
+          cleanup_tmp_directories=True)
     self._manager = ocp.CheckpointManager(self.directory, options=options)
     self._saving = None  # the step whose asynchronous write may still fail
     self._reported = False  # a failed write was raised as a sentence: Orbax raises it again at every wait
@@ -114,14 +145,8 @@ class Checkpointer:
     failures = []
     for step in sorted(self._manager.all_steps(), reverse=True):
       try:
-        state, meta = self.restore(step, like)
-        error = None
-      except UserError as e:
-        error = e
-      if jax.process_count() > 1 and multihost_utils.process_allgather(np.int32(error is None)).min() == 0:
-        error = error or UserError(f"Checkpoint step {step} in {self.directory} cannot be read on another "
-                                   "process.")
-      if error is not None:
+        state, meta = _on_every_process(lambda: self.restore(step, like), step, self.directory)  # pylint: disable=cell-var-from-loop
+      except UserError as error:
         failures.append((step, error))
         continue
       if failures:
@@ -153,6 +178,26 @@ class Checkpointer:
     state, _ = self._restore(step, ocp.args.PyTreeRestore(
         item=abstract, restore_args=ocp.checkpoint_utils.construct_restore_args(abstract), partial_restore=True))
     return state
+
+  def restore_newest_variables(self, like):
+    """(step, variables) of the newest complete checkpoint, as restore_variables reads them, or None
+    when there is none. The run that owns the directory may be saving meanwhile and deleting its
+    older steps: a step it deletes while it is read is not an error, the newest is read instead.
+    Every process reads the same step."""
+    for _ in range(_READ_ATTEMPTS):
+      self._manager.reload()
+      step = _from_process_0(self._manager.latest_step())
+      if step is None:
+        return None
+      try:
+        return step, _on_every_process(lambda: self.restore_variables(step, like), step, self.directory)
+      except UserError:
+        self._manager.reload()
+        if _from_process_0(self._manager.latest_step()) == step:  # still the newest: it is damaged
+          raise
+    raise UserError(f"Could not read a checkpoint in {self.directory} in {_READ_ATTEMPTS} tries: each "
+                    "was deleted while it was read; raise config.keep_checkpoints of the run that saves "
+                    "there, or read again once it ends.")
 
   def _restore(self, step, state_args):
     try:

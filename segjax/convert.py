@@ -6,7 +6,8 @@ python -m segjax.convert --arch=resnet50 --source=torchvision --in=resnet50-0676
 Reads a state dict from a `.pth` (needs PyTorch) or a `.safetensors` file (does not), checks every
 tensor against the architecture by name and shape, and writes `backbone/...` and, when the
 checkpoint has one, the ImageNet `classifier/...`. The names are matched both ways: a tensor the
-architecture lacks is as much an error as one it needs and cannot find.
+architecture lacks is as much an error as one it needs and cannot find. Prints its one line;
+-v 0 adds the libraries' log lines.
 """
 import functools
 import os
@@ -22,7 +23,7 @@ import ml_dtypes
 import numpy as np
 import safetensors
 
-from segjax import weights
+from segjax import logs, weights
 from segjax.errors import UserError, cause, some
 from segjax.models import BACKBONES, imagenet_classifier
 
@@ -270,6 +271,7 @@ def _define_flags():
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+  logs.for_reading()
   f = flags.FLAGS
   try:
     for name in ("arch", "in", "out"):

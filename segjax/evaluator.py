@@ -18,7 +18,7 @@ def evaluate(eval_fn, state, eval_data, mesh, config, class_names, step, workdir
 
   Each image is scored inside its own height and width: the padding never reaches a metric.
   Appends one line to metrics.jsonl and, for instances, writes the COCO ground truth and results it
-  scored under WORKDIR/eval/<step>/; with `official_files`, also the predicted label PNGs and the
+  scored under WORKDIR/<kind>/<step>/ (eval_only's apart from the run's own); with `official_files`, also the predicted label PNGs and the
   COCO panoptic PNGs and JSON of predictions and ground truth there. Every process must call it;
   only process 0 scores instances and writes, and its return value is the one to read. The line's
   `kind` is `kind`, with the scalars `extra()` gives after the pass and the JSON `notes` added.
@@ -26,7 +26,7 @@ def evaluate(eval_fn, state, eval_data, mesh, config, class_names, step, workdir
   ds = config.dataset
   instances = "instances" in heads.get(config).metrics
   main = jax.process_index() == 0  # every process computes and gathers; process 0 scores and writes
-  folder = os.path.join(workdir, "eval", str(step))
+  folder = os.path.join(workdir, kind, str(step))
   names = eval_data.file_names() if official_files and main else {}
   confusions, pictures, coco, pq, panoptic_files = [], None, None, None, None
   for batch in eval_data:

@@ -4,11 +4,13 @@ python -m segjax.export --workdir=/tmp/panoptic --out=/tmp/export [--format=stab
     [--size=256,256] [--platforms=cpu,cuda]
 
 Writes OUT/inference.jax (jax.export's serialized StableHLO, the weights inside) and
-OUT/signature.json (input shape, outputs, class names, protocol); with --format=savedmodel also
+OUT/signature.json (input shape, outputs, class names, protocol, the checkpoint's step); with --format=savedmodel also
 OUT/saved_model, a TensorFlow SavedModel through jax2tf. The function takes images
 (batch, height, width, 3) float32 in [0, 1] at the exported size (pad smaller ones with zeros at
 the bottom and right, as eval does), any batch size, and returns a flat dict: semantic, and with an
 instance head panoptic, instance_map, valid, classes, scores. README.md shows how to call each.
+The run may still be training: its newest complete checkpoint is exported. -v 0 adds the libraries'
+log lines.
 """
 import json
 import os
@@ -20,7 +22,7 @@ from absl import app, flags
 import jax
 import jax.numpy as jnp
 
-from segjax import inference, trained_run
+from segjax import inference, logs, trained_run
 from segjax.errors import UserError
 
 FILE = "inference.jax"
@@ -40,7 +42,7 @@ def export(workdir, out, fmt="stablehlo", size=None, platforms=None):
     raise UserError(f"'{out}' already exists; pass a new --out (nothing there is overwritten).")
   if fmt == "savedmodel":
     _tensorflow()  # before any work
-  config, model, variables = trained_run.load(workdir)
+  config, model, variables, step = trained_run.load(workdir)
   height, width = size or config.input.eval_size
   serve = jax.jit(flat_inference_fn(model, config, variables))
   batch, = jax.export.symbolic_shape("batch")
@@ -58,7 +60,7 @@ def export(workdir, out, fmt="stablehlo", size=None, platforms=None):
                  "class_names": trained_run.class_names(workdir),
                  "thing_classes": list(config.dataset.thing_classes or []),
                  "label_divisor": config.dataset.label_divisor, "platforms": list(exported.platforms),
-                 "protocol": inference.protocol(config)._asdict()}
+                 "protocol": inference.protocol(config)._asdict(), "step": step}
     with open(os.path.join(tmp, "signature.json"), "w") as f:
       json.dump(signature, f, indent=2)
     if fmt == "savedmodel":
@@ -95,6 +97,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
   f = flags.FLAGS
+  logs.for_reading(tensorflow=f.format == "savedmodel")
   try:
     size = None
     if f.size:
@@ -105,6 +108,9 @@ def main(argv):
     if unknown:
       raise UserError(f"--platforms has {', '.join(sorted(unknown))}: choose among cpu, cuda, rocm and tpu.")
     export(f.workdir, f.out, f.format, size, f.platforms and tuple(f.platforms))
+    with open(os.path.join(f.out, "signature.json")) as sig:
+      step = json.load(sig)["step"]
+    print(f"Exported step {step} of {f.workdir} into {f.out}.")
   except UserError as e:
     sys.exit(f"segjax: error: {e}")
 

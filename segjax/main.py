@@ -6,7 +6,6 @@ python -m segjax.main --config=configs/semantic.py --workdir=/tmp/run --eval_onl
 Multi-host: the same command on every process, with --distributed where the cluster describes
 itself (TPU VM pods, SLURM) or --coordinator_address/--num_processes/--process_id (see launch/).
 """
-import logging as std_logging  # absl's logging.WARNING is a verbosity (-1), not a record level
 import sys
 import warnings
 
@@ -14,6 +13,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from segjax import config as config_lib
+from segjax import logs
 from segjax import overrides
 from segjax.errors import UserError
 
@@ -51,31 +51,6 @@ def _fail(reason):
   sys.exit(f"segjax: error: {reason}")
 
 
-def _quiet_libraries(record):
-  """Keeps Orbax's per-save INFO chatter out of the progress log; its warnings and errors still
-  show, but not the traceback each of its writer threads logs for a failed write, nor asyncio's
-  echo of them (each task's, future's and gather's "exception was never retrieved", logged when
-  they are collected, often after the run said what failed): the failure reaches the run, which
-  says it once.
-
-  On the inner handler: ABSLHandler.handle forwards to it without applying its own filters.
-  """
-  if record.name == "asyncio" and "exception was never retrieved" in record.getMessage():
-    return False
-  if "/orbax/" not in record.pathname:
-    return True
-  return record.levelno >= std_logging.WARNING and not record.exc_info
-
-
-def _quiet_unraisable(unraisable):
-  """Drops "Event loop is closed", raised where Python can only print it, by an Orbax writer thread
-  that outlived the event loop of a failed save: the failure reaches the run, which says it once.
-  Anything else goes to Python's own hook."""
-  if isinstance(unraisable.exc_value, RuntimeError) and str(unraisable.exc_value) == "Event loop is closed":
-    return
-  sys.__unraisablehook__(unraisable)
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
@@ -84,8 +59,10 @@ def main(argv):
     config_lib.validate(_CONFIG.value)
   except UserError as e:
     _fail(e)
-  logging.get_absl_handler().python_handler.addFilter(_quiet_libraries)
-  sys.unraisablehook = _quiet_unraisable
+  if _EVAL_ONLY.value:
+    logs.for_reading(tensorflow=True)  # tf.data reads the eval split
+  else:
+    logs.for_training()
   # After flags: JAX reads its own.  pylint: disable=g-import-not-at-top
   import jax
   from segjax import parallel, preemption
@@ -94,7 +71,12 @@ def main(argv):
     if jax.process_index() != 0:  # one progress log per run, from process 0; warnings from all
       logging.set_verbosity(logging.WARNING)
     from segjax import train  # after jax.distributed: importing the models must not start a backend
-    (train.evaluate_checkpoint if _EVAL_ONLY.value else train.train_and_evaluate)(_CONFIG.value, _WORKDIR.value)
+    if _EVAL_ONLY.value:
+      step, scores = train.evaluate_checkpoint(_CONFIG.value, _WORKDIR.value)
+      if jax.process_index() == 0:  # what was asked for, at any verbosity
+        print(f"Step {step} of {_WORKDIR.value}: " + ", ".join(f"{k} {v:.4f}" for k, v in scores.items()))
+    else:
+      train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
   except UserError as e:
     _fail(e)  # to stderr once, without a traceback
   except preemption.Stopped:  # its line is logged; the status tells a scheduler to requeue

@@ -14,7 +14,8 @@ class MetricsWriter:
 
   Only process 0 writes, so a multi-host run produces one file, not one per host. A run resumed at
   `resumed_step` first drops what the run before it logged after that step (it is logged again),
-  so each step is recorded once and a resumed run plots as an uninterrupted one.
+  so each step is recorded once and a resumed run plots as an uninterrupted one. Without it (a
+  reader such as --eval_only, beside a run that may be logging) lines are only appended.
   """
 
   def __init__(self, workdir, resumed_step=None):
@@ -22,8 +23,11 @@ class MetricsWriter:
     if not self._active:
       return
     self._path = os.path.join(workdir, "metrics.jsonl")
-    self._guarded(lambda: _drop_after(self._path, resumed_step))
+    if resumed_step is not None:
+      self._guarded(lambda: _drop_after(self._path, resumed_step))
     self._jsonl = self._guarded(lambda: open(self._path, "a"))
+    if resumed_step is None and _torn(self._path):  # a killed run's last line: ours starts a new one
+      self._guarded(lambda: self._jsonl.write("\n"))
     # TensorBoard hides what older event files hold from this step on (a SessionLog START event).
     purge = None if resumed_step is None else resumed_step + 1
     self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"), purge_step=purge)
@@ -74,9 +78,20 @@ def logged(workdir, kind, step):
   return False
 
 
+def _torn(path):
+  """Whether the file `path` ends inside a line."""
+  if not os.path.isfile(path):
+    return False
+  with open(path, "rb") as f:
+    if f.seek(0, os.SEEK_END) == 0:
+      return False
+    f.seek(-1, os.SEEK_END)
+    return f.read(1) != b"\n"
+
+
 def _drop_after(path, step):
-  """Rewrites `path` without a torn last line (a kill, a full disk) and, after a resume at `step`,
-  without the train and eval lines after it; `eval_only` lines (scores of a checkpoint, not part of
+  """Rewrites `path` without a torn last line (a kill, a full disk) and without the train and eval
+  lines after `step`, where a run resumes; `eval_only` lines (scores of a checkpoint, not part of
   the training) stay."""
   if not os.path.isfile(path):  # nothing yet, or not a file to rewrite (a pipe, a device)
     return
@@ -88,7 +103,7 @@ def _drop_after(path, step):
       record = json.loads(line)
     except ValueError:
       continue
-    if step is None or record.get("kind") == "eval_only" or record.get("step", 0) <= step:
+    if record.get("kind") == "eval_only" or record.get("step", 0) <= step:
       kept.append(line if line.endswith("\n") else line + "\n")
   if kept != lines:
     with open(path + ".tmp", "w") as f:

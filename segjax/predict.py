@@ -10,18 +10,22 @@ For each image writes OUT/<name>.png (input | semantic map | instances, each in 
 class and score), OUT/<name>_masks.npz (semantic, panoptic, instance_map of slot + 1, classes, scores) and
 OUT/<name>_results.json (COCO-format instance results). A file that cannot be read gets its sentence
 and the others are still written; the exit status is then 1.
+
+It reads the run's newest complete checkpoint, and may while the run trains. It prints what it wrote
+and its own sentences; -v 0 adds the libraries' log lines (Orbax, TensorFlow).
 """
 import glob
 import json
 import os
 import sys
+from typing import NamedTuple
 
 from absl import app, flags
 import jax
 import numpy as np
 from PIL import Image, ImageDraw, ImageOps, UnidentifiedImageError
 
-from segjax import inference, trained_run, visualize
+from segjax import inference, logs, trained_run, visualize
 from segjax.errors import UserError
 from segjax.evaluation.coco import encode_mask
 
@@ -110,14 +114,20 @@ def predict_one(predict, variables, image):
   return pred
 
 
+class Outcome(NamedTuple):
+  step: int  # the checkpoint predicted with
+  written: list  # OUT/<stem>.png and the rest, one stem for each image, in order
+  problems: list  # a sentence for each input that could not be segmented
+
+
 def predict_files(workdir, entries, out):
-  """Segments every image `entries` names into `out`; returns the sentences of those it could not."""
-  config, model, variables = trained_run.load(workdir)
+  """Segments every image `entries` names into `out` with the run's newest complete checkpoint."""
+  config, model, variables, step = trained_run.load(workdir)
   paths, problems = image_paths(entries)
   os.makedirs(out, exist_ok=True)
   class_names = trained_run.class_names(workdir) or [str(i) for i in range(config.dataset.num_classes)]
   predict = make_predict_fn(config, model)
-  stems = set()
+  written = []
   for image_id, path in enumerate(paths):
     try:
       image = read_image(path)
@@ -127,10 +137,10 @@ def predict_files(workdir, entries, out):
     pred = predict_one(predict, variables, image)
     stem = name = os.path.splitext(os.path.basename(path))[0]
     for n in range(2, len(paths) + 2):  # a.png and a.jpg, or two folders' a.png: a and a_2
-      if stem not in stems:
+      if stem not in written:
         break
       stem = f"{name}_{n}"
-    stems.add(stem)
+    written.append(stem)
     stem = os.path.join(out, stem)
     draw(image, pred, class_names, config.dataset.get("colormap")).save(stem + ".png")
     np.savez_compressed(stem + "_masks.npz", **pred)
@@ -139,19 +149,23 @@ def predict_files(workdir, entries, out):
                for k in np.nonzero(pred.get("valid", []))[0]]
     with open(stem + "_results.json", "w") as f:
       json.dump(results, f)
-  return problems
+  return Outcome(step, written, problems)
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+  logs.for_reading()
   f = flags.FLAGS
   try:
-    problems = predict_files(f.workdir, f.images, f.out)
+    step, written, problems = predict_files(f.workdir, f.images, f.out)
   except UserError as e:
     sys.exit(f"segjax: error: {e}")
   for problem in problems:
     print(f"segjax: error: {problem}", file=sys.stderr)
+  if written:
+    print(f"Segmented {len(written)} image{'s' * (len(written) != 1)} into {f.out} with step {step} of "
+          f"{f.workdir}.")
   if problems:
     sys.exit(f"segjax: {len(problems)} of the inputs could not be segmented (above); the others are in "
              f"{f.out}.")

@@ -222,30 +222,32 @@ def train_and_evaluate(config, workdir):
 
 
 def evaluate_checkpoint(config, workdir):
-  """Scores the latest checkpoint in `workdir` under `config`, whose config.eval may name another
-  protocol than the run was evaluated with; appends an `eval_only` line to metrics.jsonl with the
-  protocol and the seconds per image of the eval step (its first, compiling, batch left out)."""
+  """(step, scores) of the newest complete checkpoint in `workdir`, whose run may still be training,
+  under `config`, whose config.eval may name another protocol than the run was evaluated with;
+  appends an `eval_only` line to metrics.jsonl with the protocol and the seconds per image of the
+  eval step (its first, compiling, batch left out), and touches nothing else of the run's."""
   from segjax import data  # pylint: disable=g-import-not-at-top  (TensorFlow stays out of the steps)
 
   config_lib.validate(config)
   mesh = parallel.make_mesh()
   parallel.check_batch_size(config.eval_batch_size, mesh, "config.eval_batch_size")
   directory = os.path.join(workdir, "checkpoints")
-  if not _holds_files(directory):  # nothing is created in the workdir
-    raise UserError(f"No checkpoint in '{directory}' to evaluate; train first without --eval_only.")
-  ckpt = Checkpointer(directory, config.keep_checkpoints)
+  missing = UserError(f"No checkpoint in '{directory}' to evaluate; train first without --eval_only.")
+  if not _holds_files(directory):  # said before the dataset is built
+    raise missing
+  config, class_names = data.resolve(config)
+  config_lib.validate(config)
+  _, _, eval_fn, state = setup(config, mesh)
+  ckpt = Checkpointer(directory, read_only=True)  # its run may be saving
   try:
-    step = ckpt.latest_step()
-    if step is None:
-      raise UserError(f"No checkpoint in '{directory}' to evaluate; train first without --eval_only.")
-    config, class_names = data.resolve(config)
-    config_lib.validate(config)
-    _, _, eval_fn, state = setup(config, mesh)
     # The variables alone: the run's optimizer may have been another than --config's.
-    state = state.replace(**ckpt.restore_variables(step, {"params": state.params,
-                                                          "batch_stats": state.batch_stats}))
+    found = ckpt.restore_newest_variables({"params": state.params, "batch_stats": state.batch_stats})
   finally:
     ckpt.close()
+  if found is None:
+    raise missing
+  step, variables = found
+  state = state.replace(**variables)
   seconds = []
 
   def timed(state, batch):
@@ -258,9 +260,9 @@ def evaluate_checkpoint(config, workdir):
                                             / config.eval_batch_size}
   writer = MetricsWriter(workdir)
   try:
-    return evaluate(timed, state, data.EvalData(config, parallel.host_batch_size(config.eval_batch_size)),
-                    mesh, config, class_names, step, workdir, writer, kind="eval_only", extra=per_image,
-                    notes={"protocol": inference.protocol(config)._asdict()})
+    return step, evaluate(timed, state, data.EvalData(config, parallel.host_batch_size(config.eval_batch_size)),
+                          mesh, config, class_names, step, workdir, writer, kind="eval_only", extra=per_image,
+                          notes={"protocol": inference.protocol(config)._asdict()})
   finally:
     writer.close()
 
@@ -288,10 +290,8 @@ def _train(config, class_names, workdir, mesh, ckpt):
                  config.total_steps)
     return state
   if jax.process_index() == 0:  # only now: a failed restore leaves the run's files as they were
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      f.write(config.to_json_best_effort(indent=2))
-    with open(os.path.join(workdir, "class_names.json"), "w") as f:
-      json.dump(list(class_names), f)
+    _write_whole(os.path.join(workdir, "config.json"), config.to_json_best_effort(indent=2))
+    _write_whole(os.path.join(workdir, "class_names.json"), json.dumps(list(class_names)))
 
   writer = MetricsWriter(workdir, resumed_step=start)  # step 0: a run that died before any checkpoint
   eval_data = data.EvalData(config, parallel.host_batch_size(config.eval_batch_size))
@@ -336,6 +336,13 @@ def _train(config, class_names, workdir, mesh, ckpt):
   if jax.process_index() == 0:
     plot_curves(workdir)
   return state
+
+
+def _write_whole(path, text):
+  """Writes aside, then renames: predict may be reading the file meanwhile."""
+  with open(f"{path}.{os.getpid()}.tmp", "w") as f:
+    f.write(text)
+  os.replace(f.name, path)
 
 
 def _check_finite(metrics, step, skip, ckpt):

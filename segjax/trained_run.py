@@ -2,6 +2,7 @@
 variables of its latest checkpoint (parameters and BatchNorm statistics alone, no optimizer state)."""
 import json
 import os
+from typing import Any, NamedTuple
 
 import jax
 import ml_collections
@@ -13,9 +14,16 @@ from segjax.errors import UserError
 from segjax.models import build_segmenter
 
 
+class TrainedRun(NamedTuple):
+  config: ml_collections.ConfigDict
+  model: Any
+  variables: dict  # params and batch_stats
+  step: int  # of the checkpoint they were read from
+
+
 def load(workdir):
-  """(config, model, variables) of the latest checkpoint in `workdir`: its parameters and
-  BatchNorm statistics alone, no optimizer state."""
+  """The run in `workdir` at its newest complete checkpoint: its parameters and BatchNorm
+  statistics alone, no optimizer state. Nothing in `workdir` is written, so it may be training."""
   config_path = os.path.join(workdir, "config.json")
   if not os.path.exists(config_path):
     raise UserError(f"No config.json in '{workdir}'; pass the --workdir of a segjax.main run.")
@@ -28,21 +36,21 @@ def load(workdir):
                     "version.")
   if "eval" not in config:  # trained before there were protocols: infer on the whole image
     config.eval = base_config().eval
-  ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), config.keep_checkpoints)
+  model = build_segmenter(config.model, config.dataset.num_classes)
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), np.zeros((1, 64, 64, 3), np.float32)))
+  like = {k: jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), shapes[k])
+          for k in ("params", "batch_stats") if shapes.get(k)}
+  ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), read_only=True)  # its run may be saving
   try:
-    step = ckpt.latest_step()
-    if step is None:
-      raise UserError(f"No checkpoint in '{ckpt.directory}'; train first with "
-                      f"python -m segjax.main --workdir={workdir}.")
-    model = build_segmenter(config.model, config.dataset.num_classes)
-    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-    shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), np.zeros((1, 64, 64, 3), np.float32)))
-    like = {k: jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), shapes[k])
-            for k in ("params", "batch_stats") if shapes.get(k)}
-    variables = {"batch_stats": {}, **ckpt.restore_variables(step, like)}
+    found = ckpt.restore_newest_variables(like)
   finally:
     ckpt.close()
-  return config, model, variables
+  if found is None:
+    raise UserError(f"No checkpoint in '{ckpt.directory}'; train first with "
+                    f"python -m segjax.main --workdir={workdir}.")
+  step, variables = found
+  return TrainedRun(config, model, {"batch_stats": {}, **variables}, step)
 
 
 def class_names(workdir):

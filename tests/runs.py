@@ -90,7 +90,7 @@ def variables(workdir, data_dir):
   model = build_segmenter(config.model, config.dataset.num_classes)
   tx, _ = train.make_optimizer(config)
   like = train.create_train_state(model, tx, jax.random.key(0), config.input.crop_size)
-  ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), 3)
+  ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), read_only=True)
   step = ckpt.latest_step()
   state, _ = ckpt.restore(step, like)
   ckpt.close()

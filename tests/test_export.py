@@ -64,7 +64,8 @@ def test_the_exported_function_answers_as_the_inference_function(run, tmp_path, 
   assert signature["input"]["shape"] == ["batch", 64, 64, 3] and signature["protocol"]["flip"]
   images = np.random.default_rng(0).uniform(size=(3, 64, 64, 3)).astype(np.float32)
   got = _call(_CALL_STABLEHLO if fmt == "stablehlo" else _CALL_SAVEDMODEL, out, images, tmp_path)
-  config, model, variables = trained_run.load(run)
+  config, model, variables, step = trained_run.load(run)
+  assert signature["step"] == step
   serve = jax.jit(export.flat_inference_fn(model, config, variables))
   for n in (2, 3):
     want = jax.device_get(serve(images[:n]))

@@ -1,20 +1,25 @@
-"""Faults injected into real `python -m segjax.main` runs: SIGKILL at random steps, SIGTERM, and a
-checkpoint disk that fills up (SIGTERM to one of two processes: tests/test_multihost.py). Each ends in
-a resume that equals an uninterrupted run, or in one sentence with the earlier checkpoints intact."""
+"""Faults injected into real `python -m segjax.main` runs: SIGKILL at random steps, SIGTERM, a
+checkpoint disk that fills up (SIGTERM to one of two processes: tests/test_multihost.py), and
+readers (predict, --eval_only, export) of its workdir while it saves. Each ends in a resume or a run
+that equals an uninterrupted run, or in one sentence with the earlier checkpoints intact."""
 import glob
+import json
 import os
 import random
 import re
 import shutil
 import signal
 import subprocess
+import time
 
 import jax
 import numpy as np
+from PIL import Image
 import pytest
 
-from runs import (ENV, ROOT, TOTAL, assert_equal_runs, assert_stopped, command, run, start, variables,
-                  wait_for_step, write_config)
+from runs import (ENV, ROOT, SETTINGS, TOTAL, assert_equal_runs, assert_stopped, command, records, run, start,
+                  variables, wait_for_step, write_config)
+from tiny_configs import tiny_panoptic_config
 
 
 @pytest.fixture(scope="module")
@@ -104,3 +109,70 @@ def test_a_full_checkpoint_disk_stops_the_run_with_a_sentence_and_keeps_the_earl
     shutil.copytree(kept / str(step), one / "checkpoints" / str(step))
     restored, saved = variables(str(one), data_dir)
     assert restored == step and all(np.isfinite(x).all() for x in jax.tree.leaves(saved))
+
+
+def _checkpoints(workdir):
+  """(newest step whose save is complete, or None; whether a save is in flight)."""
+  try:
+    names = os.listdir(os.path.join(workdir, "checkpoints"))
+  except FileNotFoundError:
+    return None, False
+  return (max((int(s) for s in names if s.isdigit()), default=None),
+          any("orbax-checkpoint-tmp" in s for s in names))
+
+
+@pytest.mark.slow
+def test_predict_eval_only_and_export_read_a_run_while_it_saves_and_it_finishes_undisturbed(
+    config_file, straight, data_dir, tmp_path):
+  """Readers open its checkpoints read-only: a reader that removed the 'leftovers' of earlier runs
+  would delete the save in flight, and the run would stop on it."""
+  from segjax import export, predict, train  # pylint: disable=g-import-not-at-top
+  workdir, log_path = str(tmp_path / "run"), str(tmp_path / "run.log")
+  image = str(tmp_path / "scene.png")
+  Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 56, 3), np.uint8)).save(image)
+  config = tiny_panoptic_config(data_dir, **SETTINGS)
+
+  def read(kind, n, run=workdir):
+    if kind == "predict":
+      return predict.predict_files(run, [image], str(tmp_path / f"predict{n}")).step
+    if kind == "eval_only":
+      return train.evaluate_checkpoint(config, run)[0]
+    export.export(run, str(tmp_path / f"export{n}"))
+    return json.load(open(tmp_path / f"export{n}" / "signature.json"))["step"]
+
+  # The undisturbed run: the reference run continued to twice its steps (constant learning rate).
+  reference = str(shutil.copytree(straight, tmp_path / "reference"))
+  train.train_and_evaluate(tiny_panoptic_config(data_dir, **{**SETTINGS, "total_steps": 2 * TOTAL}), reference)
+  for kind in ("predict", "eval_only", "export"):  # compiled beforehand, so that reads are quick
+    read(kind, "_warm", reference)
+  reads = []  # (reader, newest complete step before, the step it read, newest after, a save overlapped)
+  with open(log_path, "a") as log:
+    # A save and an eval at every step: many saves while readers read. Neither changes what it
+    # trains (the batches are a function of the step).
+    proc = start(command(config_file, workdir) + [
+        f"--config.total_steps={2 * TOTAL}", "--config.checkpoint_every=1", "--config.eval_every=1"], log)
+    try:
+      while proc.poll() is None:
+        before, saving = _checkpoints(workdir)
+        if before is None:
+          time.sleep(0.05)
+          continue
+        kind = ("predict", "eval_only", "export")[len(reads) % 3]
+        step = read(kind, len(reads))
+        after, still_saving = _checkpoints(workdir)
+        reads.append((kind, before, step, after, saving or still_saving or after > before))
+    finally:
+      if proc.poll() is None:  # a reader failed
+        proc.kill()
+    code = proc.wait()
+  print("reads (reader, newest complete before, read, newest after, a save overlapped):", *reads, sep="\n  ")
+  assert code == 0, open(log_path).read()[-3000:]
+  for kind, before, step, after, _ in reads:  # the newest complete step when it looked
+    assert before <= step <= after, (kind, before, step, after)
+  assert sum(overlapped for *_, overlapped in reads) >= 10
+  step, ours = variables(workdir, data_dir)
+  ref_step, theirs = variables(reference, data_dir)
+  assert step == ref_step == 2 * TOTAL
+  jax.tree.map(np.testing.assert_array_equal, ours, theirs)
+  losses = lambda run: [(r["step"], r["loss"]) for r in records(run) if r["kind"] == "train"]
+  assert losses(workdir) == losses(reference)

@@ -1,6 +1,8 @@
 """segjax.inference: sliding windows, scales and flips give what one whole-image pass gives wherever
 they should, on models whose answer is known."""
+import filecmp
 import functools
+import os
 
 import jax
 import jax.numpy as jnp
@@ -197,10 +199,11 @@ def test_eval_only_scores_the_checkpoint_under_another_protocol(panoptic_run, da
   workdir = str(tmp_path / "run")
   shutil.copytree(panoptic_run, workdir)
   config = tiny_panoptic_config(data_dir, total_steps=2, eval_every=2, **{"postprocess.center_threshold": 0.0})
-  whole = train.evaluate_checkpoint(config, workdir)
+  step, whole = train.evaluate_checkpoint(config, workdir)
+  assert step == 2
   with config.unlocked():
     config.eval.flip, config.eval.mode, config.eval.stride = True, "slide", (16, 16)
-  flipped = train.evaluate_checkpoint(config, workdir)
+  _, flipped = train.evaluate_checkpoint(config, workdir)
   lines = [json.loads(line) for line in open(f"{workdir}/metrics.jsonl")]
   trained = [x for x in lines if x["kind"] == "eval"][-1]
   # The same checkpoint and protocol give the run's own figures; another protocol gives others.
@@ -210,6 +213,10 @@ def test_eval_only_scores_the_checkpoint_under_another_protocol(panoptic_run, da
   only = [x for x in lines if x["kind"] == "eval_only"]
   assert [x["protocol"]["flip"] for x in only] == [False, True] and only[1]["protocol"]["mode"] == "slide"
   assert all(x["seconds_per_image"] > 0 for x in only)
+  # Its COCO files lie apart from the run's own eval of the same step, which they do not replace.
+  assert os.path.exists(f"{workdir}/eval_only/2/instances_results.json")
+  assert filecmp.cmp(f"{workdir}/eval/2/instances_results.json", f"{panoptic_run}/eval/2/instances_results.json",
+                     shallow=False)
 
 
 def test_eval_only_without_a_checkpoint_says_so_and_creates_nothing(tmp_path):

@@ -22,8 +22,8 @@ def test_user_error_exits_non_zero_with_one_sentence(tmp_path):
 
 
 def test_a_closed_event_loop_raised_where_it_cannot_propagate_is_not_printed(capsys, monkeypatch):
-  from segjax import main  # pylint: disable=g-import-not-at-top
-  monkeypatch.setattr(sys, "unraisablehook", main._quiet_unraisable)  # pylint: disable=protected-access
+  from segjax import logs  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(sys, "unraisablehook", logs._quiet_unraisable)  # pylint: disable=protected-access
 
   class Raises:
     def __init__(self, message):

@@ -34,12 +34,18 @@ def test_a_resumed_run_drops_what_the_dead_run_logged_after_its_step(tmp_path):
   assert _lines(path)[-1]["loss"] == 1.5  # the rerun's step 3, not the dead run's
 
 
-def test_a_torn_last_line_is_dropped_before_anything_is_appended(tmp_path):
+def test_eval_only_appends_on_a_line_of_its_own_and_never_rewrites_the_file(tmp_path):
+  # Its run may be logging: a rewrite would move metrics.jsonl from under the run's open file.
   path = str(tmp_path / "metrics.jsonl")
-  _write(path, [_record(2, "train", loss=2.0), '{"step": 3, "kind": "tra'])
-  writer = MetricsWriter(str(tmp_path))  # --eval_only: no resume, nothing else dropped
+  _write(path, [_record(2, "train", loss=2.0), '{"step": 3, "kind": "tra'])  # a killed run's torn line
+  inode = os.stat(path).st_ino
+  writer = MetricsWriter(str(tmp_path))  # --eval_only
   writer.write(2, "eval_only", {"miou": 0.5})
   writer.close()
+  assert os.stat(path).st_ino == inode
+  with open(path) as f:
+    assert f.read().splitlines()[1:] == ['{"step": 3, "kind": "tra', _record(2, "eval_only", miou=0.5).strip()]
+  MetricsWriter(str(tmp_path), resumed_step=2).close()  # the run's resume drops the torn line
   assert [(r["step"], r["kind"]) for r in _lines(path)] == [(2, "train"), (2, "eval_only")]
 
 

@@ -2,7 +2,8 @@
 
 The same global batches give the same losses, parameters and BatchNorm statistics on 2 processes x
 4 devices, 1 x 8 and 1 x 1, and the same eval figures for the same predictions; a 2-process run's
-eval gathers every host's images and its checkpoint restores in a 1-process run.
+eval gathers every host's images and its checkpoint restores in a 1-process run; a 2-process
+--eval_only reads a workdir without writing there.
 """
 import json
 import os
@@ -149,6 +150,39 @@ def test_two_process_checkpoint_restores_and_scores_the_same_in_one_process(data
   with open(os.path.join(workdir, "metrics.jsonl")) as f:
     steps = [r["step"] for r in map(json.loads, f) if r["kind"] == "train"]
   assert steps == list(range(1, runs.TOTAL + 2))
+
+
+def _files(directory):
+  """{path: (size, modification time)} of every file and folder under `directory`."""
+  found = {}
+  for root, folders, files in os.walk(directory):
+    for name in folders + files:
+      path = os.path.join(root, name)
+      found[os.path.relpath(path, directory)] = (os.path.getsize(path), os.stat(path).st_mtime_ns)
+  return found
+
+
+@pytest.mark.slow
+def test_eval_only_on_two_processes_reads_one_step_and_leaves_a_save_in_flight_alone(
+    two_process_config, two_process_run, tmp_path):
+  workdir = str(tmp_path / "run")  # a copy: the fixture's run stays as it is for the other tests
+  shutil.copytree(two_process_run[0], workdir)
+  checkpoints = os.path.join(workdir, "checkpoints")
+  # What the run that owns the workdir has on disk while it saves the next step.
+  shutil.copytree(os.path.join(checkpoints, str(runs.TOTAL)),
+                  os.path.join(checkpoints, f"{runs.TOTAL + 1}.orbax-checkpoint-tmp"))
+  before = _files(checkpoints)
+  log = _launch(["-m", "segjax.main", f"--config={two_process_config}", f"--workdir={workdir}", "--eval_only"])
+  assert _files(checkpoints) == before  # no clean-up, deletion or metadata, on either process
+  said = [line for line in log.splitlines() if f"Step {runs.TOTAL} of {workdir}: miou " in line]
+  assert len(said) == 1 and said[0].startswith("[0]"), log[-3000:]  # the answer, from process 0
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    records = [json.loads(line) for line in f]
+  (only,) = [r for r in records if r["kind"] == "eval_only"]
+  trained = [r for r in records if r["kind"] == "eval" and r["step"] == runs.TOTAL][0]
+  assert only["step"] == runs.TOTAL
+  for key in ("miou", "pixel_acc", "pq"):  # both processes restored the same step and scored it
+    assert only[key] == pytest.approx(trained[key], abs=1e-9), key
 
 
 @pytest.fixture

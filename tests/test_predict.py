@@ -38,7 +38,7 @@ def test_predict_writes_picture_masks_and_results(run, tmp_path):
   predict.predict_files(run, [path], out)
   pred = np.load(os.path.join(out, "scene_masks.npz"))
   # The semantic map is the model's argmax on the image padded to a multiple of 32, cropped back.
-  config, model, variables = trained_run.load(run)
+  config, model, variables, _ = trained_run.load(run)
   padded = np.zeros((1, 64, 96, 3), np.float32)
   padded[0, :50, :70] = image / 255.0
   logits = model.apply(variables, padded, train=False)["semantic_logits"][0, :50, :70]
@@ -72,8 +72,8 @@ def test_predict_reads_the_variables_alone_never_the_optimizer_state(run, tmp_pa
   config = json.load(open(workdir / "config.json"))
   config["optimizer"]["name"] = "sgd"
   (workdir / "config.json").write_text(json.dumps(config))
-  _, _, variables = trained_run.load(str(workdir))
-  _, _, original = trained_run.load(run)
+  variables = trained_run.load(str(workdir)).variables
+  original = trained_run.load(run).variables
   assert set(variables) == {"params", "batch_stats"}
   for a, b in zip(jax.tree.leaves(variables), jax.tree.leaves(original), strict=True):
     np.testing.assert_array_equal(a, b)
@@ -92,8 +92,10 @@ def test_bad_files_get_their_sentence_and_the_others_are_written(run, tmp_path):
   other.mkdir()
   Image.fromarray(rng.integers(0, 255, (20, 20, 4), np.uint8)).save(other / "wide.png")  # same name
   out = tmp_path / "out"
-  problems = predict.predict_files(run, [str(photos), str(tmp_path / "other" / "*.png"),
-                                         str(tmp_path / "missing.png"), str(tmp_path / "none*.jpg")], str(out))
+  _, written, problems = predict.predict_files(
+      run, [str(photos), str(tmp_path / "other" / "*.png"), str(tmp_path / "missing.png"),
+            str(tmp_path / "none*.jpg")], str(out))
+  assert written == ["gray", "wide", "wide_2"]
   assert len(problems) == 3, problems
   said = "\n".join(problems)
   assert re.search(r"'.*notes.png' is not an image that Pillow can read", said)
@@ -121,6 +123,14 @@ def test_the_command_writes_the_good_files_and_exits_non_zero_for_the_bad(run, t
   assert "segjax: error: '" in result.stderr and "b.png' is not an image" in result.stderr
   assert "1 of the inputs could not be segmented" in result.stderr and "Traceback" not in result.stderr
   assert (tmp_path / "o" / "a_masks.npz").exists()
+  # Its own lines alone: which step wrote what, and the sentences; Orbax's come back with -v 0.
+  said = (result.stdout + result.stderr).splitlines()
+  assert len(said) == 3, said
+  assert said[0] == f"Segmented 1 image into {tmp_path}/o with step 2 of {run}.", said
+  verbose = subprocess.run([sys.executable, "-m", "segjax.predict", f"--workdir={run}", f"--images={tmp_path}",
+                            f"--out={tmp_path}/v", "-v", "0"], cwd=ROOT, capture_output=True, text=True,
+                           timeout=300)
+  assert "b.png' is not an image" in verbose.stderr and "CheckpointManager" in verbose.stderr
 
 
 def _saved(tmp_path, name, image, **kw):

@@ -59,15 +59,18 @@ class CocoMaskEvaluator:
                              "segmentation": encode_mask(mask), "score": float(pred["scores"][k])})
 
   def write(self, directory):
+    """Each file appears whole (written aside, then renamed), for a reader of the folder meanwhile."""
     os.makedirs(directory, exist_ok=True)
-    gt_path = os.path.join(directory, "instances_gt.json")
-    with open(gt_path, "w") as f:
-      json.dump({"images": self.images, "annotations": self.annotations,
-                 "categories": self.categories}, f)
-    res_path = os.path.join(directory, "instances_results.json")
-    with open(res_path, "w") as f:
-      json.dump(self.results, f)
-    return gt_path, res_path
+    paths = []
+    for name, content in (("instances_gt.json", {"images": self.images, "annotations": self.annotations,
+                                                 "categories": self.categories}),
+                          ("instances_results.json", self.results)):
+      path = os.path.join(directory, name)
+      with open(f"{path}.{os.getpid()}.tmp", "w") as f:
+        json.dump(content, f)
+      os.replace(f.name, path)
+      paths.append(path)
+    return paths
 
   def result(self, directory=None):
     """mask_ap, mask_ap50, mask_ap75; scored from the JSON files when `directory` is given."""
