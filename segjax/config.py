@@ -371,9 +371,8 @@ def _check_model(config):
   what the head refuses, and the modules init_from names."""
   # pylint: disable=g-import-not-at-top  (jax and flax: only here)
   from segjax import heads
-  from segjax.models import segmenter
   try:
-    model = segmenter.build_segmenter(config.model, config.dataset.num_classes or 1)
+    model = heads.build_segmenter(config.model, config.dataset.num_classes or 1)
   except ValueError as e:
     raise UserError(str(e)) from e
   head, ds = heads.get(config), config.dataset

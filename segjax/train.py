@@ -26,7 +26,6 @@ from segjax.curves import plot_curves
 from segjax.errors import UserError
 from segjax.evaluation import confusion_matrix
 from segjax.metrics_writer import MetricsWriter
-from segjax.models import build_segmenter
 
 
 # A train step's metric that is no figure: whether the new parameters and statistics are all finite.
@@ -159,7 +158,7 @@ class Setup(NamedTuple):
 def setup(config, mesh):
   """The model, its jitted train and eval steps, and the initial state replicated on `mesh`."""
   try:
-    model = build_segmenter(config.model, config.dataset.num_classes)
+    model = heads.build_segmenter(config.model, config.dataset.num_classes)
   except ValueError as e:
     raise UserError(str(e)) from e
   tx, schedule = make_optimizer(config)

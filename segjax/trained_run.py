@@ -11,7 +11,7 @@ import numpy as np
 from segjax.checkpoint import Checkpointer
 from segjax.config import base_config
 from segjax.errors import UserError
-from segjax.models import build_segmenter
+from segjax.heads import build_segmenter
 
 
 class TrainedRun(NamedTuple):

@@ -12,7 +12,7 @@ import numpy as np
 
 from segjax import train
 from segjax.checkpoint import Checkpointer
-from segjax.models import build_segmenter
+from segjax.heads import build_segmenter
 from segjax.preemption import EXIT_RESUMABLE
 from tiny_configs import tiny_panoptic_config
 

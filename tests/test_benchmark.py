@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import pytest
 
 from segjax.config import load_config_file
-from segjax.models import build_segmenter
+from segjax.heads import build_segmenter
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.join(ROOT, "configs", "bench")

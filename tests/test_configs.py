@@ -9,7 +9,7 @@ import pytest
 from segjax import config as config_lib
 from segjax.data import dataset
 from segjax.errors import UserError
-from segjax.models import build_segmenter
+from segjax.heads import build_segmenter
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = sorted(glob.glob(os.path.join(ROOT, "configs", "**", "*.py"), recursive=True))

@@ -18,7 +18,8 @@ from conftest import tiny_config
 from segjax import convert, parallel, pretrained, train, weights
 from segjax.checkpoint import Checkpointer
 from segjax.errors import UserError
-from segjax.models import build_segmenter, resnet18
+from segjax.heads import build_segmenter
+from segjax.models import resnet18
 from test_convert import FIXTURE, ROOT, _state
 
 

@@ -8,7 +8,8 @@ import ml_collections
 import numpy as np
 import pytest
 
-from segjax.models import BACKBONES, build_segmenter, convnext_tiny, resnet18, resnet50, SeedNet
+from segjax.heads import build_segmenter
+from segjax.models import BACKBONES, convnext_tiny, resnet18, resnet50, SeedNet
 
 
 def _shapes(module, x):

@@ -26,8 +26,8 @@ from segjax import data, parallel, train, weights
 from segjax.checkpoint import Checkpointer
 from segjax.errors import UserError
 from segjax.evaluator import evaluate
+from segjax.heads import build_segmenter
 from segjax.metrics_writer import MetricsWriter
-from segjax.models import build_segmenter
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(TESTS)

@@ -16,7 +16,6 @@ import pytest
 from fakes import ade20k, cityscapes, coco_panoptic, folder, pascal_voc
 from segjax import config as config_lib
 from segjax import data, heads
-from segjax.models.segmenter import build_segmenter
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAKES = {"coco_panoptic": coco_panoptic, "cityscapes": cityscapes, "ade20k": ade20k,
@@ -63,7 +62,7 @@ def test_recipe_reads_its_dataset_and_builds_its_model(path, tmp_path):
   assert all(batch[k].shape[0] == 2 and batch[k].ndim == v.ndim for k, v in targets.items())
   evaluated = data.EvalData(resolved, host_batch=4)
   assert sum(int(b["valid"].sum()) for b in evaluated) == len(expected["validation"])
-  model = build_segmenter(resolved.model, resolved.dataset.num_classes)
+  model = heads.build_segmenter(resolved.model, resolved.dataset.num_classes)
   variables = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, 64, 64, 3)), train=False))
   outputs = jax.eval_shape(lambda v: model.apply(v, jnp.zeros((1, 64, 64, 3)), train=False), variables)
   semantic = jax.eval_shape(lambda o: head.postprocess(o, resolved)["semantic"], outputs)

@@ -14,7 +14,6 @@ from conftest import tiny_config, tiny_panoptic_config
 from segjax import curves, data, heads, preemption, train, visualize
 from segjax.checkpoint import Checkpointer
 from segjax.errors import UserError
-from segjax.models import build_segmenter
 
 
 def _lines(workdir, kind):
@@ -28,7 +27,7 @@ def _params(workdir):
 
 def _restore(workdir, config=None):
   config = config or tiny_config("")
-  model = build_segmenter(config.model, config.dataset.num_classes)
+  model = heads.build_segmenter(config.model, config.dataset.num_classes)
   tx, _ = train.make_optimizer(config)
   like = train.create_train_state(model, tx, jax.random.key(0), config.input.crop_size)
   ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), 3)
@@ -301,7 +300,7 @@ def test_an_interrupted_save_is_never_the_latest(data_dir, straight, tmp_path):
 def test_bfloat16_compute_trains_and_evaluates(data_dir, tmp_path):
   """bfloat16 convolutions, float32 parameters, loss, softmax and metrics, in training and eval."""
   config = tiny_panoptic_config(data_dir, total_steps=4, **{"model.dtype": "bfloat16"})
-  model = build_segmenter(config.model, config.dataset.num_classes)
+  model = heads.build_segmenter(config.model, config.dataset.num_classes)
   tx, schedule = train.make_optimizer(config)
   state = train.create_train_state(model, tx, jax.random.key(0), (48, 48))
   batch = {"image": np.zeros((2, 48, 48, 3), np.float32), "semantic": np.zeros((2, 48, 48), np.int32),

@@ -10,8 +10,9 @@ from segjax.heads.center_offset import CenterOffset
 from segjax.heads.head import Head
 from segjax.heads.mask_former import MaskFormer
 from segjax.heads.semantic import Semantic
+from segjax.models.backbones import BACKBONES
 from segjax.models.instance_heads import INSTANCE_HEADS
-from segjax.models.segmenter import pick
+from segjax.models.segmenter import DTYPES, Segmenter, build, pick
 
 HEADS = {"semantic": Semantic(), "center_offset": CenterOffset(), "mask_former": MaskFormer()}
 
@@ -42,3 +43,13 @@ def get(config):
 def output_kinds():
   """How each output of every registered head averages over views: {output key: kind}."""
   return {key: kind for head in HEADS.values() for key, kind in head.outputs.items()}
+
+
+def build_segmenter(model_config, num_classes):
+  """The model `config.model` names: its backbone and its head's modules, by name, with their
+  kwargs and dtype; a ValueError names the key at fault. Cheap (no parameters), so config
+  validation builds one too."""
+  dtype = pick(DTYPES, model_config.dtype, "dtype")
+  backbone = build(BACKBONES, model_config, "backbone", dtype=dtype)
+  head = HEADS[name(model_config)]
+  return Segmenter(backbone=backbone, heads=head.modules(model_config, num_classes, dtype))

@@ -4,5 +4,5 @@ from segjax.models.classifier import ImageClassifier, imagenet_classifier
 from segjax.models.convnext import ConvNeXt, convnext_base, convnext_large, convnext_small, convnext_tiny
 from segjax.models.instance_heads import CenterOffsetHead, INSTANCE_HEADS
 from segjax.models.resnet import ResNet, resnet18, resnet34, resnet50, resnet101, resnet152
-from segjax.models.segmenter import Segmenter, build_segmenter
+from segjax.models.segmenter import Segmenter
 from segjax.models.semantic_heads import ASPP, DeepLabV3Plus, SEMANTIC_HEADS, SeedHead

@@ -1,4 +1,5 @@
-"""Joins a backbone and heads, chosen by name in the config."""
+"""Joins a backbone and a head's modules; picks and builds modules by name, checking their keyword
+arguments (the registry helpers that segjax.heads builds the model of a config with)."""
 import dataclasses
 import difflib
 from typing import Optional, Sequence, Tuple
@@ -57,13 +58,3 @@ def build(table, model_config, what, none="", **given):
     return factory(**given, **kwargs)
   except ValueError as e:  # a value the module checks at construction (ResNet's output_stride)
     raise ValueError(f"{str(e).rstrip('.')} (config.model.{what}_kwargs).") from e
-
-
-def build_segmenter(model_config, num_classes):
-  """Builds a Segmenter from `config.model` (backbone and head by name, their kwargs, dtype); a
-  ValueError names the key at fault. Cheap (no parameters), so config validation builds one too."""
-  from segjax import heads  # pylint: disable=g-import-not-at-top  (heads build on this module)
-  dtype = pick(DTYPES, model_config.dtype, "dtype")
-  backbone = build(BACKBONES, model_config, "backbone", dtype=dtype)
-  head = heads.HEADS[heads.name(model_config)]
-  return Segmenter(backbone=backbone, heads=head.modules(model_config, num_classes, dtype))
