@@ -2,7 +2,7 @@
 """Runs one command as N cooperating JAX processes on this machine, each with its own CPU devices.
 
 The way to try multi-host on a laptop or a CI box: every process gets the coordinator's address,
-the process count and its id (SEGJAX_* variables, read by segjax.parallel.initialize), and its own
+the process count and its id (SEGJAX_* variables, read by segjax.engine.parallel.initialize), and its own
 emulated CPU devices. Output lines are prefixed with the process id.
 
     python launch/local.py --processes=2 --devices_per_process=4 -- \\

@@ -21,7 +21,8 @@ import jax
 from ml_collections import config_flags
 
 from segjax import config as config_lib
-from segjax import heads, inference, parallel, train
+from segjax import heads
+from segjax.engine import inference, parallel, train
 from segjax.errors import UserError
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Benchmark config (configs/bench/*.py).",

@@ -22,7 +22,8 @@ from absl import app, flags
 import jax
 import jax.numpy as jnp
 
-from segjax import inference, logs, trained_run
+from segjax import logs
+from segjax.engine import inference, trained_run
 from segjax.errors import UserError
 
 FILE = "inference.jax"

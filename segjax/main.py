@@ -65,12 +65,12 @@ def main(argv):
     logs.for_training()
   # After flags: JAX reads its own.  pylint: disable=g-import-not-at-top
   import jax
-  from segjax import parallel, preemption
+  from segjax.engine import parallel, preemption
   try:
     parallel.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value, _DISTRIBUTED.value)
     if jax.process_index() != 0:  # one progress log per run, from process 0; warnings from all
       logging.set_verbosity(logging.WARNING)
-    from segjax import train  # after jax.distributed: importing the models must not start a backend
+    from segjax.engine import train  # after jax.distributed: importing the models must not start a backend
     if _EVAL_ONLY.value:
       step, scores = train.evaluate_checkpoint(_CONFIG.value, _WORKDIR.value)
       if jax.process_index() == 0:  # what was asked for, at any verbosity

@@ -25,7 +25,8 @@ import jax
 import numpy as np
 from PIL import Image, ImageDraw, ImageOps, UnidentifiedImageError
 
-from segjax import inference, logs, trained_run, visualize
+from segjax import logs, visualize
+from segjax.engine import inference, trained_run
 from segjax.errors import UserError
 from segjax.evaluation.coco import encode_mask
 

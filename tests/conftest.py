@@ -35,7 +35,7 @@ def data_dir(tmp_path_factory):
 def panoptic_run(data_dir, tmp_path_factory):
   """The workdir of a tiny panoptic run trained for two steps, every centre kept (threshold 0), so
   its instances are many; for the tests that read a trained run."""
-  from segjax import train  # pylint: disable=g-import-not-at-top
+  from segjax.engine import train  # pylint: disable=g-import-not-at-top
   workdir = str(tmp_path_factory.mktemp("panoptic_run"))
   config = tiny_panoptic_config(data_dir, total_steps=2, eval_every=2, **{"postprocess.center_threshold": 0.0})
   train.train_and_evaluate(config, workdir)

@@ -35,7 +35,8 @@ def global_batch(config, step):
 def run(config, mesh, steps=STEPS):
   """Losses per step, and the final parameters and BatchNorm statistics flattened by path."""
   import jax  # pylint: disable=g-import-not-at-top  (after jax.distributed in the script)
-  from segjax import parallel, pretrained, train  # pylint: disable=g-import-not-at-top
+  from segjax.engine import parallel, train
+  from segjax.weights import pretrained  # pylint: disable=g-import-not-at-top
 
   _, train_fn, _, state = train.setup(config, mesh)
   if config.model.init_from.path:
@@ -54,7 +55,7 @@ def run(config, mesh, steps=STEPS):
 
 
 def main(out_path, data_dir, init_from):
-  from segjax import parallel  # pylint: disable=g-import-not-at-top
+  from segjax.engine import parallel  # pylint: disable=g-import-not-at-top
   parallel.initialize()  # from the SEGJAX_* variables that launch/local.py sets
   import jax  # pylint: disable=g-import-not-at-top
   import oracle  # pylint: disable=g-import-not-at-top

@@ -12,9 +12,10 @@ import os
 import jax
 import jax.numpy as jnp
 
-from segjax import data, inference, parallel, train
-from segjax.evaluator import evaluate
-from segjax.metrics_writer import MetricsWriter
+from segjax import data
+from segjax.engine import inference, parallel, train
+from segjax.engine.evaluator import evaluate
+from segjax.engine.metrics_writer import MetricsWriter
 
 CLASS_NAMES = ["background", "disk", "square", "triangle"]
 

@@ -11,7 +11,7 @@ MODELS = (("torchvision", "resnet50"), ("torchvision", "resnet101"), ("torchvisi
           ("torchvision", "convnext_base"), ("timm", "convnext_tiny"))
 DILATED = (8, 16)  # resnet50 output strides, against torchvision's replace_stride_with_dilation
 DILATED_SIZE = (225, 225)
-SMALL = ("torchvision", "resnet18")  # at DILATED_SIZE: quick to train from in test_init_from.py
+SMALL = ("torchvision", "resnet18")  # at DILATED_SIZE: quick to train from in tests/weights/test_init_from.py
 SAMPLES = 2048  # values kept of each stage output; pooled features and logits are kept whole
 FIXTURE = "backbone_parity.npz"
 _MEAN = np.array([0.485, 0.456, 0.406], np.float32)

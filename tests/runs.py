@@ -10,10 +10,10 @@ import time
 import jax
 import numpy as np
 
-from segjax import train
-from segjax.checkpoint import Checkpointer
+from segjax.engine import optimizer, train
+from segjax.engine.checkpoint import Checkpointer
+from segjax.engine.preemption import EXIT_RESUMABLE
 from segjax.heads import build_segmenter
-from segjax.preemption import EXIT_RESUMABLE
 from tiny_configs import tiny_panoptic_config
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
@@ -88,7 +88,7 @@ def variables(workdir, data_dir):
   """(step, variables) of the latest checkpoint in `workdir`."""
   config = tiny_panoptic_config(data_dir, **SETTINGS)
   model = build_segmenter(config.model, config.dataset.num_classes)
-  tx, _ = train.make_optimizer(config)
+  tx, _ = optimizer.make_optimizer(config)
   like = train.create_train_state(model, tx, jax.random.key(0), config.input.crop_size)
   ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), read_only=True)
   step = ckpt.latest_step()

@@ -8,9 +8,6 @@ import os
 import pytest
 
 SEGJAX = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "segjax")
-# The trainer and what runs a trained model: they ask the head and the dataset the config names.
-ENGINE = ("train", "evaluator", "inference", "checkpoint", "parallel", "preemption", "metrics_writer", "curves",
-          "trained_run")
 TENSORFLOW = ("tensorflow", "tensorflow_datasets")
 
 
@@ -95,7 +92,8 @@ def models_with_tensorflow(g):
 
 
 def engine_naming_a_head_or_dataset(g):
-  return [(m, d) for m, deps in g.items() if m.removeprefix("segjax.") in ENGINE for d in sorted(deps)
+  """The engine asks the head and the dataset the config names, through their registries."""
+  return [(m, d) for m, deps in g.items() if m.startswith("segjax.engine") for d in sorted(deps)
           if d.startswith(("segjax.heads.", "segjax.data.datasets"))]
 
 
@@ -108,12 +106,12 @@ def test_segjax_keeps_the_rule(rule):
 
 
 @pytest.mark.parametrize("rule,module,planted", [
-    (circles, "segjax.errors", "from segjax import train"),  # train imports errors
+    (circles, "segjax.errors", "from segjax.engine import train"),  # train imports errors
     (circles, "segjax.models.layers", "from segjax.models import segmenter"),  # inside models/ too
     (models_reaching_out, "segjax.models.resnet", "from segjax.errors import UserError"),
     (models_with_tensorflow, "segjax.models.convnext", "import tensorflow as tf"),
-    (engine_naming_a_head_or_dataset, "segjax.train", "from segjax.heads.mask_former import MaskFormer"),
-    (engine_naming_a_head_or_dataset, "segjax.evaluator", "from segjax.data.datasets import cityscapes"),
+    (engine_naming_a_head_or_dataset, "segjax.engine.train", "from segjax.heads.mask_former import MaskFormer"),
+    (engine_naming_a_head_or_dataset, "segjax.engine.evaluator", "from segjax.data.datasets import cityscapes"),
 ], ids=lambda v: v.__name__ if callable(v) else "")
 def test_each_rule_fails_on_a_planted_import(rule, module, planted):
   known, g = modules(), graph()

@@ -10,7 +10,8 @@ import jax
 import numpy as np
 import pytest
 
-from segjax import export, trained_run
+from segjax import export
+from segjax.engine import trained_run
 from segjax.errors import UserError
 
 

@@ -110,7 +110,7 @@ def test_local_launcher_holds_the_coordinator_port_while_the_processes_run():
 
 def test_local_launcher_coordinator_starts_on_the_held_port():
   # The hold must let JAX's coordinator (gRPC, SO_REUSEPORT) bind the port, or process 0 crashes.
-  code = ("from segjax import parallel\n"
+  code = ("from segjax.engine import parallel\n"
           "parallel.initialize()\n"
           "import jax\n"
           "print('processes', jax.process_count())\n")

@@ -12,7 +12,8 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 import pytest
 
-from segjax import predict, trained_run, visualize
+from segjax import predict, visualize
+from segjax.engine import trained_run
 from segjax.errors import UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -9,8 +9,9 @@ import jax
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from segjax import heads, parallel
+from segjax import heads
 from segjax.data import augment, dataset
+from segjax.engine import parallel
 from segjax.errors import UserError
 
 _AUTOTUNE = tf.data.AUTOTUNE

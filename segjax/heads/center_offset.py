@@ -6,8 +6,8 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from segjax import losses, postprocess
 from segjax.errors import UserError
+from segjax.heads import losses, postprocess
 from segjax.heads.semantic import LOGITS, Semantic
 from segjax.models.instance_heads import INSTANCE_HEADS
 from segjax.models.segmenter import build

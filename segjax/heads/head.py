@@ -12,7 +12,7 @@ class Head:
   # What its common outputs are scored by: "semantic" (mIoU), "instances" (COCO mask AP) and
   # "panoptic" (PQ).
   metrics = ("semantic",)
-  # How each of its dense outputs is averaged over the eval protocol's views (segjax.inference):
+  # How each of its dense outputs is averaged over the eval protocol's views (segjax.engine.inference):
   # "probabilities" (softmax, mean, log), "displacement" (pixels (dy, dx): flipped and scaled as a
   # vector), "dense" (flipped and resized as a map), "global" (one value per image or query:
   # averaged as it is, and no sliding windows).
@@ -44,7 +44,7 @@ class Head:
   def postprocess(self, outputs, config, sort=False):
     """The common outputs of a batch's dense outputs, inside jit: always `semantic` (N, H, W); with
     "instances" in metrics also `instances` (instance_map (N, H, W) of slot + 1, valid, classes,
-    scores (N, K)) and `panoptic` (N, H, W). `sort`: see segjax.postprocess.find_centers."""
+    scores (N, K)) and `panoptic` (N, H, W). `sort`: see segjax.heads.postprocess.find_centers."""
     raise NotImplementedError
 
   def tiny(self, c):

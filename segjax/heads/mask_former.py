@@ -11,13 +11,13 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from segjax import losses, matcher
 from segjax.errors import UserError
+from segjax.heads import losses, matcher
 from segjax.heads.head import Head
+from segjax.heads.postprocess import VOID
 from segjax.heads.semantic import pixel_accuracy
 from segjax.models.mask_former import MASK_HEADS, MaskFormerHead
 from segjax.models.segmenter import build
-from segjax.postprocess import VOID
 
 
 class MaskFormer(Head):

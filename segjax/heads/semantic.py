@@ -2,7 +2,7 @@
 cross-entropy, argmax."""
 import jax.numpy as jnp
 
-from segjax import losses
+from segjax.heads import losses
 from segjax.heads.head import Head
 from segjax.models.segmenter import build
 from segjax.models.semantic_heads import SEMANTIC_HEADS

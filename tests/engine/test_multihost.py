@@ -22,14 +22,15 @@ from conftest import tiny_panoptic_config
 import multihost_worker
 import oracle
 import runs
-from segjax import data, parallel, train, weights
-from segjax.checkpoint import Checkpointer
+from segjax import data, weights
+from segjax.engine import parallel, train
+from segjax.engine.checkpoint import Checkpointer
+from segjax.engine.evaluator import evaluate
+from segjax.engine.metrics_writer import MetricsWriter
 from segjax.errors import UserError
-from segjax.evaluator import evaluate
 from segjax.heads import build_segmenter
-from segjax.metrics_writer import MetricsWriter
 
-TESTS = os.path.dirname(os.path.abspath(__file__))
+TESTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # its helpers and worker
 ROOT = os.path.dirname(TESTS)
 
 

@@ -1,6 +1,7 @@
 """The head contract (a head added from outside segjax trains), and the mask classification head's
 parts against known answers: the matcher against scipy, targets, point sampling, inference, losses."""
 import functools
+import glob
 import json
 import os
 import re
@@ -14,12 +15,14 @@ import scipy.ndimage
 import scipy.optimize
 
 from conftest import tiny_config, tiny_panoptic_config
-from segjax import heads, losses, matcher, train
+from segjax import heads
+from segjax.engine import train
+from segjax.heads import losses, matcher
 from segjax.heads import mask_former
 from segjax.heads.head import Head
 from segjax.models.mask_former import PixelDecoder, attention_mask
 
-_SEGJAX = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "segjax")
+_SEGJAX = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "segjax")
 
 
 class _Foreground(nn.Module):
@@ -73,8 +76,8 @@ def test_an_unknown_head_is_named_with_the_choices():
     heads.get(config)
 
 
-_CALLERS = ("train.py", "evaluator.py", "predict.py", "benchmark.py", "inference.py", "export.py",
-            "trained_run.py", "data/pipeline.py")
+_CALLERS = tuple(sorted(os.path.relpath(p, _SEGJAX) for p in glob.glob(os.path.join(_SEGJAX, "engine", "*.py")))) + (
+    "predict.py", "benchmark.py", "export.py", "data/pipeline.py")
 
 
 @pytest.mark.parametrize("name", _CALLERS)

@@ -6,7 +6,8 @@ from absl import logging
 import jax
 import numpy as np
 
-from segjax import heads, parallel, visualize
+from segjax import heads, visualize
+from segjax.engine import parallel
 from segjax.evaluation import CocoMaskEvaluator, PanopticQuality, panoptic_from_labels, semantic_metrics
 from segjax.evaluation.label_files import write_labels
 from segjax.evaluation.panoptic_files import PanopticFiles

@@ -8,9 +8,9 @@ import pytest
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from segjax import postprocess
 from segjax.evaluation import CocoMaskEvaluator, PanopticQuality, panoptic_from_labels, score_files
 from segjax.evaluation import confusion_matrix, semantic_metrics
+from segjax.heads import postprocess
 
 
 def test_confusion_matrix_and_miou_by_hand():

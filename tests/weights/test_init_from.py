@@ -15,11 +15,13 @@ from safetensors.numpy import save_file
 
 import parity
 from conftest import tiny_config
-from segjax import convert, parallel, pretrained, train, weights
-from segjax.checkpoint import Checkpointer
+from segjax import convert, weights
+from segjax.engine import optimizer, parallel, train
+from segjax.engine.checkpoint import Checkpointer
 from segjax.errors import UserError
 from segjax.heads import build_segmenter
 from segjax.models import resnet18
+from segjax.weights import pretrained
 from test_convert import FIXTURE, ROOT, _state
 
 
@@ -34,7 +36,7 @@ def _resnet_config(data_dir, init_from, backbone="resnet18", **backbone_kwargs):
 def _restore(workdir, config):
   """(model, state) at the latest checkpoint."""
   model = build_segmenter(config.model, config.dataset.num_classes)
-  tx, _ = train.make_optimizer(config)
+  tx, _ = optimizer.make_optimizer(config)
   like = jax.eval_shape(lambda: train.create_train_state(model, tx, jax.random.key(0), config.input.crop_size))
   ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), 3)
   state, _ = ckpt.restore(ckpt.latest_step(), like)
@@ -177,13 +179,13 @@ def test_backbone_learning_rate_multiplier_scales_only_the_backbone():
   config = tiny_config("", **{"optimizer.name": "sgd", "optimizer.momentum": 0.0,
                               "optimizer.weight_decay": 0.0, "optimizer.lr": 0.5,
                               "optimizer.backbone_lr_multiplier": 0.1})
-  tx, _ = train.make_optimizer(config)
+  tx, _ = optimizer.make_optimizer(config)
   params = {"backbone": {"w": jnp.ones(3)}, "semantic_head": {"w": jnp.ones(2)}}
   updates, _ = tx.update(jax.tree.map(jnp.ones_like, params), tx.init(params), params)
   np.testing.assert_allclose(updates["backbone"]["w"], -0.05)
   np.testing.assert_allclose(updates["semantic_head"]["w"], -0.5)
   config.optimizer.backbone_lr_multiplier = 1.0  # the default: the optimizer of before, state and all
-  tx, _ = train.make_optimizer(config)
+  tx, _ = optimizer.make_optimizer(config)
   assert "MaskedState" not in str(jax.tree.structure(tx.init(params)))  # old checkpoints restore
 
 
@@ -223,7 +225,7 @@ def test_weights_that_do_not_fit_the_model_are_named(tmp_path, problem, message)
                                                      if "block2" not in k}), meta)
     config.model.backbone_kwargs.width = 8
   model = build_segmenter(config.model, 4)
-  tx, _ = train.make_optimizer(config)
+  tx, _ = optimizer.make_optimizer(config)
   state = jax.eval_shape(lambda: train.create_train_state(model, tx, jax.random.key(0), (32, 32)))
   with pytest.raises(UserError, match=message):
     pretrained.load({"params": state.params, "batch_stats": state.batch_stats}, config.model)
@@ -250,7 +252,7 @@ def test_processes_that_see_another_file_or_none_all_stop(tmp_path, monkeypatch)
   _tiny_weights(path, 1)
   config = _resnet_config("", path)
   model = build_segmenter(config.model, 4)
-  tx, _ = train.make_optimizer(config)
+  tx, _ = optimizer.make_optimizer(config)
   state = jax.eval_shape(lambda: train.create_train_state(model, tx, jax.random.key(0), (32, 32)))
   like = {"params": state.params, "batch_stats": state.batch_stats}
   # process 1 lacks the file: process 0, which has it, stops too and says where to look

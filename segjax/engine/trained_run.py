@@ -8,8 +8,8 @@ import jax
 import ml_collections
 import numpy as np
 
-from segjax.checkpoint import Checkpointer
 from segjax.config import base_config
+from segjax.engine.checkpoint import Checkpointer
 from segjax.errors import UserError
 from segjax.heads import build_segmenter
 

@@ -1,5 +1,5 @@
 """Faults injected into real `python -m segjax.main` runs: SIGKILL at random steps, SIGTERM, a
-checkpoint disk that fills up (SIGTERM to one of two processes: tests/test_multihost.py), and
+checkpoint disk that fills up (SIGTERM to one of two processes: tests/engine/test_multihost.py), and
 readers (predict, --eval_only, export) of its workdir while it saves. Each ends in a resume or a run
 that equals an uninterrupted run, or in one sentence with the earlier checkpoints intact."""
 import glob
@@ -126,7 +126,8 @@ def test_predict_eval_only_and_export_read_a_run_while_it_saves_and_it_finishes_
     config_file, straight, data_dir, tmp_path):
   """Readers open its checkpoints read-only: a reader that removed the 'leftovers' of earlier runs
   would delete the save in flight, and the run would stop on it."""
-  from segjax import export, predict, train  # pylint: disable=g-import-not-at-top
+  from segjax import export, predict
+  from segjax.engine import train  # pylint: disable=g-import-not-at-top
   workdir, log_path = str(tmp_path / "run"), str(tmp_path / "run.log")
   image = str(tmp_path / "scene.png")
   Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 56, 3), np.uint8)).save(image)

@@ -1,12 +1,12 @@
-"""Centre/offset targets and their decoding by the JAX post-processing (metrics: test_metrics.py)."""
+"""Centre/offset targets and their decoding by the JAX post-processing (metrics: tests/evaluation/test_metrics.py)."""
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from segjax import postprocess
 from segjax.data import scenes, targets
+from segjax.heads import postprocess
 
 THINGS = (1, 2, 3)
 

@@ -4,12 +4,12 @@ import math
 import ml_collections
 import pytest
 
-from segjax import train
+from segjax.engine import optimizer
 from segjax.errors import UserError
 
 
 def _schedule(name, warmup=4, total=14, lr=0.1, power=0.9):
-  return train.make_schedule(ml_collections.ConfigDict(dict(
+  return optimizer.make_schedule(ml_collections.ConfigDict(dict(
       schedule=name, lr=lr, warmup_steps=warmup, total_steps=total, poly_power=power)))
 
 

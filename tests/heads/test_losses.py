@@ -3,7 +3,8 @@ import ml_collections
 import numpy as np
 import pytest
 
-from segjax import heads, losses
+from segjax import heads
+from segjax.heads import losses
 
 
 def _cross_entropy(logits, labels):

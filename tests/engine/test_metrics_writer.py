@@ -4,8 +4,8 @@ import os
 
 import pytest
 
+from segjax.engine.metrics_writer import MetricsWriter
 from segjax.errors import UserError
-from segjax.metrics_writer import MetricsWriter
 
 
 def _write(path, lines):

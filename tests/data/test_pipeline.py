@@ -7,9 +7,10 @@ import pytest
 import tensorflow_datasets as tfds
 
 from conftest import tiny_config, tiny_panoptic_config
-from segjax import data, parallel
+from segjax import data
 from segjax.config import base_config
 from segjax.data import dataset
+from segjax.engine import parallel
 from segjax.errors import UserError
 
 

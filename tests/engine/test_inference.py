@@ -1,4 +1,4 @@
-"""segjax.inference: sliding windows, scales and flips give what one whole-image pass gives wherever
+"""segjax.engine.inference: sliding windows, scales and flips give what one whole-image pass gives wherever
 they should, on models whose answer is known."""
 import filecmp
 import functools
@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 
 import oracle
-from segjax import inference, postprocess
 from segjax.config import base_config
+from segjax.engine import inference
 from segjax.errors import UserError
+from segjax.heads import postprocess
 
 
 def _conv_net(seed, mirror=False, channels=4):
@@ -195,7 +196,7 @@ def test_centres_by_sort_are_those_of_top_k_ties_included():
 def test_eval_only_scores_the_checkpoint_under_another_protocol(panoptic_run, data_dir, tmp_path):
   import json, shutil  # pylint: disable=g-import-not-at-top,multiple-imports
   from conftest import tiny_panoptic_config  # pylint: disable=g-import-not-at-top
-  from segjax import train  # pylint: disable=g-import-not-at-top
+  from segjax.engine import train  # pylint: disable=g-import-not-at-top
   workdir = str(tmp_path / "run")
   shutil.copytree(panoptic_run, workdir)
   config = tiny_panoptic_config(data_dir, total_steps=2, eval_every=2, **{"postprocess.center_threshold": 0.0})
@@ -220,7 +221,7 @@ def test_eval_only_scores_the_checkpoint_under_another_protocol(panoptic_run, da
 
 
 def test_eval_only_without_a_checkpoint_says_so_and_creates_nothing(tmp_path):
-  from segjax import train  # pylint: disable=g-import-not-at-top
+  from segjax.engine import train  # pylint: disable=g-import-not-at-top
   config = base_config()
   with pytest.raises(UserError, match=r"No checkpoint in '.*checkpoints' to evaluate; train first without --eval_only"):
     train.evaluate_checkpoint(config, str(tmp_path / "run"))

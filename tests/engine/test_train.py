@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from conftest import tiny_config, tiny_panoptic_config
-from segjax import curves, data, heads, preemption, train, visualize
-from segjax.checkpoint import Checkpointer
+from segjax import data, heads, visualize
+from segjax.engine import curves, optimizer, preemption, train
+from segjax.engine.checkpoint import Checkpointer
 from segjax.errors import UserError
 
 
@@ -28,7 +29,7 @@ def _params(workdir):
 def _restore(workdir, config=None):
   config = config or tiny_config("")
   model = heads.build_segmenter(config.model, config.dataset.num_classes)
-  tx, _ = train.make_optimizer(config)
+  tx, _ = optimizer.make_optimizer(config)
   like = train.create_train_state(model, tx, jax.random.key(0), config.input.crop_size)
   ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), 3)
   state, _ = ckpt.restore(ckpt.latest_step(), like)
@@ -301,7 +302,7 @@ def test_bfloat16_compute_trains_and_evaluates(data_dir, tmp_path):
   """bfloat16 convolutions, float32 parameters, loss, softmax and metrics, in training and eval."""
   config = tiny_panoptic_config(data_dir, total_steps=4, **{"model.dtype": "bfloat16"})
   model = heads.build_segmenter(config.model, config.dataset.num_classes)
-  tx, schedule = train.make_optimizer(config)
+  tx, schedule = optimizer.make_optimizer(config)
   state = train.create_train_state(model, tx, jax.random.key(0), (48, 48))
   batch = {"image": np.zeros((2, 48, 48, 3), np.float32), "semantic": np.zeros((2, 48, 48), np.int32),
            "center": np.zeros((2, 48, 48), np.float32), "center_weight": np.ones((2, 48, 48), np.float32),

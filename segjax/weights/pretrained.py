@@ -13,7 +13,8 @@ from flax import traverse_util
 import jax
 import numpy as np
 
-from segjax import parallel, weights
+from segjax import weights
+from segjax.engine import parallel
 from segjax.errors import UserError
 
 _CONVERT = "python -m segjax.convert --arch={arch} --in={src} --out={out}"

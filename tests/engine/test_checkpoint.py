@@ -6,7 +6,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from segjax.checkpoint import Checkpointer, FORMAT
+from segjax.engine.checkpoint import Checkpointer, FORMAT
 from segjax.errors import UserError
 
 
