@@ -2,12 +2,11 @@
 `validate`, which checks each value's type and range and the values that must agree before any work."""
 import difflib
 import importlib.util
-import math
-import numbers
 
 import ml_collections
 from ml_collections import config_dict
 
+from segjax import checks
 from segjax.errors import UserError
 
 # Sub-dicts whose keys are free: they are passed as keyword arguments to a module.
@@ -135,14 +134,23 @@ def validate(config):
   range, values that contradict each other, a model part or keyword argument that does not exist.
 
   Every entry point calls it before any work. It is cheap and changes nothing: it imports no
-  TensorFlow and starts no JAX backend (the model registries import jax and flax, lazily, last)."""
+  TensorFlow and starts no JAX backend (the model registries import jax and flax, lazily, last).
+  A config it has passed is not checked again (main checks it before any work, the trainer when
+  it is given it)."""
+  checked = config.to_json_best_effort(sort_keys=True)
+  if checked in _PASSED:
+    return
   schema = base_config()
   _check_keys(config, schema, "config")
   _check_values(config, schema, "")
   _check_relations(config)
-  window = eval_protocol(config, resolved=False)[1]
-  _check_window_fits(config, window)
+  from segjax.engine import inference  # pylint: disable=g-import-not-at-top  (jax: only here)
+  inference.check_window_fits(config, inference.protocol(config, resolved=False).window)
   _check_model(config)
+  _PASSED.add(checked)
+
+
+_PASSED = set()  # the configs validate passed, as JSON
 
 
 def _check_keys(config, schema, path):
@@ -161,50 +169,38 @@ def _check_keys(config, schema, path):
                       "segjax.config.base_config().")
 
 
-def _is_int(v):
-  return isinstance(v, numbers.Integral) and not isinstance(v, bool)
-
-
-def _is_number(v):
-  return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def _is_pair(v):
-  return isinstance(v, (tuple, list)) and len(v) == 2 and all(_is_int(n) and n >= 1 for n in v)
-
-
 def _ints_from(low):
-  return (lambda v: _is_int(v) and v >= low), f"give an integer >= {low}"
+  return (lambda v: checks.is_int(v) and v >= low), f"give an integer >= {low}"
 
 
 def _numbers(test, accepted):
-  return (lambda v: _is_number(v) and test(v)), f"give a number {accepted}"
+  return (lambda v: checks.is_number(v) and test(v)), f"give a number {accepted}"
 
 
 def _choice(*names):
   return (lambda v: v in names), f"choose {', '.join(names[:-1])} or {names[-1]}"
 
 
-_PAIR = (_is_pair, "give (height, width), two integers >= 1")
+_PAIR = (checks.is_pair, "give (height, width), two integers >= 1")
 _NAME = (lambda v: isinstance(v, str) and bool(v.strip()), "give a non-empty string")
 _AT_LEAST_1 = _ints_from(1)
 _WEIGHT = _numbers(lambda v: v >= 0, ">= 0")
 
 # What each key accepts beyond its type (its type: base_config's default, or a placeholder's). The
-# eval protocol's keys are checked by eval_protocol, the model's names and kwargs by build_segmenter.
+# eval protocol's keys are checked by engine.inference.protocol, the model's names and kwargs by build_segmenter.
 _RULES = {
     "dataset.name": (_NAME[0], "give a dataset name, e.g. 'synthetic_scenes' or 'cityscapes'"),
     "dataset.train_split": (_NAME[0], "give a split, e.g. 'train' or 'train[:90%]'"),
     "dataset.eval_split": (_NAME[0], "give a split, e.g. 'validation'"),
     "dataset.num_classes": _AT_LEAST_1,
-    "dataset.thing_classes": (lambda v: isinstance(v, (tuple, list)) and all(_is_int(c) and c >= 0 for c in v),
+    "dataset.thing_classes": (lambda v: isinstance(v, (tuple, list)) and all(checks.is_int(c) and c >= 0 for c in v),
                               "give a tuple of class indices (integers >= 0)"),
     "dataset.ignore_label": _ints_from(0),
     "dataset.label_divisor": _AT_LEAST_1,
-    "dataset.label_ids": (lambda v: isinstance(v, (tuple, list)) and all(_is_int(i) for i in v),
+    "dataset.label_ids": (lambda v: isinstance(v, (tuple, list)) and all(checks.is_int(i) for i in v),
                           "give a tuple of integers, the dataset's own id of each class"),
     "dataset.colormap": (lambda v: isinstance(v, (tuple, list)) and all(
-        isinstance(c, (tuple, list)) and len(c) == 3 and all(_is_int(x) and 0 <= x <= 255 for x in c) for c in v),
+        isinstance(c, (tuple, list)) and len(c) == 3 and all(checks.is_int(x) and 0 <= x <= 255 for x in c) for c in v),
                          "give a tuple of (r, g, b) triples of integers 0..255, one per class"),
     "input.crop_size": _PAIR,
     "input.eval_size": _PAIR,
@@ -229,7 +225,7 @@ _RULES = {
     "postprocess.object_mask_threshold": _numbers(lambda v: 0 <= v <= 1, "in [0, 1]"),
     "postprocess.overlap_threshold": _numbers(lambda v: 0 <= v <= 1, "in [0, 1]"),
     "postprocess.center_threshold": _numbers(lambda v: 0 <= v <= 1, "in [0, 1]"),
-    "postprocess.nms_kernel": (lambda v: _is_int(v) and v >= 1 and v % 2 == 1, "give an odd integer >= 1, e.g. 7"),
+    "postprocess.nms_kernel": (lambda v: checks.is_int(v) and v >= 1 and v % 2 == 1, "give an odd integer >= 1, e.g. 7"),
     "postprocess.top_k": _AT_LEAST_1,
     "postprocess.min_stuff_area": _ints_from(0),
     "optimizer.name": _choice("adamw", "sgd"),
@@ -237,13 +233,13 @@ _RULES = {
     "optimizer.momentum": _numbers(lambda v: 0 <= v < 1, "in [0, 1)"),
     "optimizer.weight_decay": _WEIGHT,
     "optimizer.schedule": _choice("constant", "cosine", "poly", "step"),
-    "optimizer.step_at": (lambda v: isinstance(v, (tuple, list)) and all(_is_number(f) and 0 < f < 1 for f in v),
+    "optimizer.step_at": (lambda v: isinstance(v, (tuple, list)) and all(checks.is_number(f) and 0 < f < 1 for f in v),
                           "give fractions of the run in (0, 1), e.g. (0.889, 0.963)"),
     "optimizer.warmup_steps": _ints_from(0),
     "optimizer.poly_power": _numbers(lambda v: v > 0, "> 0"),
     "optimizer.grad_clip_norm": _numbers(lambda v: v >= 0, ">= 0 (0: no clipping)"),
     "optimizer.backbone_lr_multiplier": _numbers(lambda v: v >= 0, ">= 0 (0: the backbone as loaded)"),
-    "optimizer.skip_nonfinite": (lambda v: _is_int(v) and v >= 0,
+    "optimizer.skip_nonfinite": (lambda v: checks.is_int(v) and v >= 0,
                                  "give an integer >= 0, the non-finite steps in a row to skip (0: stop at the first)"),
     "benchmark.image_size": _AT_LEAST_1,
     "benchmark.warmup_steps": _ints_from(0),
@@ -260,8 +256,8 @@ _RULES = {
     "num_summary_images": _ints_from(0),
 }
 _TYPES = {bool: (lambda v: isinstance(v, bool), "give True or False"),
-          int: (_is_int, "give an integer"),
-          float: (_is_number, "give a number"),
+          int: (checks.is_int, "give an integer"),
+          float: (checks.is_number, "give a number"),
           str: (lambda v: isinstance(v, str), "give a string"),
           tuple: (lambda v: isinstance(v, (tuple, list)), "give a tuple")}
 
@@ -308,64 +304,6 @@ def _check_relations(config):
                       f"config.dataset.num_classes (0..{n - 1}): give a label that is no class, e.g. 255.")
 
 
-def _shown(value):
-  return tuple(value) if isinstance(value, (tuple, list)) else repr(value)
-
-
-def eval_protocol(config, resolved=True):
-  """(mode, window, stride, margin, scales, flip) of `config.eval`, checked: a sliding window
-  defaults to the training crop and a stride of two thirds of it (mmsegmentation's 769/513 on
-  Cityscapes). `resolved=False` (validate, before the dataset fills an unset input.crop_size): a
-  window that defaults to the crop size is not known yet, and comes back as None."""
-  e = config.eval
-  if e.mode not in ("whole", "slide"):
-    raise UserError(f"config.eval.mode is '{e.mode}': choose whole or slide.")
-  if not (isinstance(e.scales, (tuple, list)) and e.scales and all(_is_number(s) and s > 0 for s in e.scales)):
-    raise UserError(f"config.eval.scales is {_shown(e.scales)}: give one or more factors > 0, e.g. (0.75, 1.0, 1.25).")
-  if not (_is_int(e.margin) and e.margin >= 0):
-    raise UserError(f"config.eval.margin is {e.margin!r}: give an integer >= 0 (0: mmsegmentation's plain mean).")
-  for key in ("window", "stride"):
-    if e[key] is not None and not _is_pair(e[key]):
-      raise UserError(f"config.eval.{key} is {_shown(e[key])}: give (height, width), each >= 1.")
-  scales = tuple(float(s) for s in e.scales)
-  if not (e.window or config.input.crop_size or resolved):
-    return e.mode, None, None, (e.margin, e.margin), scales, bool(e.flip)
-  window = tuple(e.window or config.input.crop_size or ())
-  stride = tuple(e.stride or (max(-(-2 * n // 3), 1) for n in window))
-  margin = (e.margin, e.margin)
-  if e.mode == "slide":
-    for key, value in (("window", window), ("stride", stride)):
-      if len(value) != 2 or min(value) < 1:
-        raise UserError(f"config.eval.{key} is {value}: give (height, width), each >= 1.")
-    for axis in range(2):
-      overlap = window[axis] - stride[axis]
-      if overlap < 0:
-        raise UserError(f"config.eval.stride {stride} is larger than config.eval.window {window}: "
-                        "pixels between windows would have no prediction; use a stride <= the window.")
-      if not 0 <= margin[axis] <= overlap // 2:
-        raise UserError(f"config.eval.margin is {e.margin}: it must be between 0 and half the overlap "
-                        f"(window - stride) // 2 = {overlap // 2} on each axis, or some pixels would be "
-                        "in no window's average.")
-  return e.mode, window, stride, margin, scales, bool(e.flip)
-
-
-def _check_window_fits(config, window):
-  """Eval pads every image to input.eval_size: a sliding window larger than that canvas (at the
-  largest scale) never slides there, it only pads the image up to itself."""
-  size = config.input.eval_size
-  if config.eval.mode != "slide" or window is None or size is None:
-    return
-  top = max(config.eval.scales)
-  canvas = tuple(max(int(round(n * top)), 1) for n in size)
-  if all(w <= c for w, c in zip(window, canvas)):
-    return
-  named = ("config.eval.window" if config.eval.window else
-           "config.eval.window is unset, so the window is config.input.crop_size, which")
-  scaled = f" scaled by {top} to {canvas}" if canvas != tuple(size) else ""
-  raise UserError(f"{named} is {window}, larger than config.input.eval_size {tuple(size)}{scaled}, the canvas "
-                  "every eval image is padded to: give a window within it or config.eval.mode='whole'.")
-
-
 def _check_model(config):
   """What build_segmenter would refuse (the dtype, backbone and heads by name, their kwargs by key),
   what the head refuses, and the modules init_from names."""
@@ -400,102 +338,3 @@ def load_config_file(path):
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module.get_config(arg) if arg else module.get_config()
-
-
-def tiny_variant(c):
-  """A recipe's `:tiny` variant (`--config=configs/<dataset>/<recipe>.py:tiny`): the same model a few
-  channels wide and one block deep per stage, small crops and three steps, so a test can run every
-  recipe on a few fake files on
-  a CPU. The data settings (dataset, splits, scales) stay the recipe's own."""
-  if c.model.backbone.startswith("resnet"):  # one block per stage: compiles in a third of the time
-    c.model.backbone_kwargs.width = 4
-    c.model.backbone_kwargs.stage_sizes = (1, 1, 1, 1)
-  from segjax import heads  # pylint: disable=g-import-not-at-top  (jax and flax: only here)
-  heads.get(c).tiny(c)
-  c.model.dtype = "float32"
-  c.model.init_from.path = None  # a few channels wide: no pretrained weights fit
-  height, width = c.input.crop_size or (32, 32)
-  c.input.crop_size = (32, 32 * width // height)  # the recipe's aspect ratio
-  c.input.eval_size = (64, 64)
-  c.optimizer.warmup_steps = 0
-  c.batch_size = c.eval_batch_size = 8
-  c.total_steps = c.eval_every = c.checkpoint_every = 3
-  c.log_every = 1
-  c.num_summary_images = 1
-  return c
-
-
-# torchvision's ResNet50_Weights.IMAGENET1K_V1 (76.13% top-1), converted:
-#   wget https://download.pytorch.org/models/resnet50-0676ba61.pth
-#   python -m segjax.convert --arch=resnet50 --in=resnet50-0676ba61.pth --out=RESNET50_IMAGENET
-RESNET50_IMAGENET = "~/.cache/segjax/resnet50_imagenet1k_v1.safetensors"
-
-
-def deeplabv3plus_r50(dataset, output_stride, rates, crop_size, scales):
-  """What every published-recipe config shares: ResNet-50 from ImageNet weights (RESNET50_IMAGENET)
-  + DeepLabV3+ in bfloat16 on `dataset`, trained on crops of images scaled by a factor in `scales`."""
-  c = base_config()
-  c.dataset.name = dataset
-  c.model.backbone = "resnet50"
-  c.model.init_from.path = RESNET50_IMAGENET
-  c.model.backbone_kwargs.output_stride = output_stride
-  c.model.semantic_head = "deeplabv3plus"
-  c.model.semantic_head_kwargs.rates = rates
-  c.model.dtype = "bfloat16"
-  c.input.crop_size = crop_size
-  c.input.min_scale, c.input.max_scale = scales
-  return c
-
-
-def sgd_poly(c, lr=0.01, weight_decay=5e-4):
-  """mmsegmentation's optimizer: SGD with momentum 0.9 and poly (0.9) decay."""
-  c.optimizer.name, c.optimizer.lr, c.optimizer.momentum = "sgd", lr, 0.9
-  c.optimizer.weight_decay, c.optimizer.schedule = weight_decay, "poly"
-  return c
-
-
-def panoptic_deeplab(c, lr, semantic_top_k, min_stuff_area):
-  """Panoptic-DeepLab's head, losses, post-processing and optimizer (Adam without weight decay, poly
-  after 1000 warm-up steps), as detectron2's projects/Panoptic-DeepLab sets them."""
-  c.model.instance_head = "center_offset"
-  c.model.instance_head_kwargs.hidden = 128
-  c.loss.semantic_top_k, c.loss.center_weight, c.loss.offset_weight = semantic_top_k, 200.0, 0.01
-  c.loss.center_sigma = 8.0
-  c.postprocess.center_threshold, c.postprocess.nms_kernel, c.postprocess.top_k = 0.1, 7, 200
-  c.postprocess.min_stuff_area = min_stuff_area
-  c.optimizer.name, c.optimizer.lr, c.optimizer.weight_decay = "adamw", lr, 0.0
-  c.optimizer.schedule, c.optimizer.warmup_steps = "poly", 1000
-  return c
-
-
-def schedule(c, total_steps, batch_size, eval_batch_size, variant=""):
-  """Steps and batch sizes, ten evals and checkpoints per run; the `tiny` variant if asked."""
-  c.batch_size, c.eval_batch_size, c.total_steps = batch_size, eval_batch_size, total_steps
-  c.log_every = 100
-  c.eval_every = c.checkpoint_every = total_steps // 10
-  return tiny_variant(c) if variant == "tiny" else c
-
-
-def mask_former_r50(dataset, crop_size, scales, frozen_bn):
-  """Mask2Former's R50 recipe (Cheng et al. 2022; facebookresearch/Mask2Former's
-  maskformer2_R50_bs16_*.yaml): ResNet-50 at stride 32 from ImageNet weights (RESNET50_IMAGENET),
-  100 queries, 9 decoder layers of width 256 (8 heads, feed-forward 2048), class, mask and dice
-  weights 2, 5, 5, "no object" 0.1, 12544 points per mask (oversampled 3x, 75% by uncertainty);
-  AdamW lr 1e-4, weight decay 0.05, the backbone's rate x0.1, gradient norm clipped at 0.01;
-  batch 16 in bfloat16 (Mask2Former trains with AMP). segjax's pixel decoder is an FPN with
-  BatchNorm where Mask2Former's is six layers of multi-scale deformable attention with GroupNorm."""
-  c = base_config()
-  c.dataset.name = dataset
-  c.model.backbone = "resnet50"
-  c.model.backbone_kwargs.output_stride = 32
-  c.model.backbone_kwargs.frozen_bn = frozen_bn
-  c.model.init_from.path = RESNET50_IMAGENET
-  c.model.head = "mask_former"
-  c.model.head_kwargs.update(num_queries=100, hidden=256, mask_dim=256, layers=9, heads=8, ffn=2048)
-  c.model.dtype = "bfloat16"
-  c.input.crop_size = crop_size
-  c.input.min_scale, c.input.max_scale = scales
-  c.optimizer.name, c.optimizer.lr, c.optimizer.weight_decay = "adamw", 1e-4, 0.05
-  c.optimizer.backbone_lr_multiplier = 0.1
-  c.optimizer.grad_clip_norm = 0.01
-  return c

@@ -13,8 +13,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from segjax import config as config_lib
-from segjax import logs
-from segjax import overrides
+from segjax import flag_errors, logs
 from segjax.errors import UserError
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (configs/*.py).", lock_config=True)
@@ -38,7 +37,7 @@ def _parse_flags(argv):
     _CONFIG.value.keys()  # config_flags defers a missing file's IOError to the first access
     return rest
   except (AttributeError, KeyError, ValueError, TypeError, OSError, flags.Error) as e:
-    reason = overrides.explain(e, argv[1:])
+    reason = flag_errors.explain(e, argv[1:])
     if not reason:
       raise
     _fail(reason)

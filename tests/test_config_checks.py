@@ -219,3 +219,20 @@ def test_validation_loads_no_tensorflow_and_starts_no_backend():
   result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
                           env=dict(os.environ, JAX_PLATFORMS="cpu"))
   assert result.stdout.strip() == "ok", result.stderr
+
+
+def test_a_config_is_checked_once_however_often_it_is_given(monkeypatch):
+  checked = []
+  monkeypatch.setattr(config_lib, "_check_model", checked.append)
+  config = config_lib.base_config()
+  config.optimizer.lr = 0.01234  # a config no other test has checked
+  for _ in range(3):  # as main, then the trainer, are given it
+    config_lib.validate(config)
+  assert len(checked) == 1
+  config.optimizer.lr = 0.04321  # another config: checked
+  config_lib.validate(config)
+  assert len(checked) == 2
+  config.optimizer.lr = -1.0  # a config that fails is said every time
+  for _ in range(2):
+    with pytest.raises(UserError, match="config.optimizer.lr"):
+      config_lib.validate(config)

@@ -4,7 +4,7 @@ Hungarian matching of every layer's predictions on device, 12544 uncertainty-sam
 mask; inference includes the semantic and panoptic inference. Batch 16, bfloat16 compute; the
 label set is Cityscapes-sized, as configs/bench/panoptic_r50_os16.py's.
 """
-from segjax.config import mask_former_r50
+from segjax.recipes import mask_former_r50
 
 
 def get_config():

@@ -2,7 +2,7 @@
 configs/cityscapes/panoptic-segmentation/maskformer2_R50_bs16_90k.yaml: batch 16, 90,000 steps of
 poly (0.9) decay with no warm-up, BatchNorm trained with statistics over the whole batch (SyncBN
 there), 512x1024 crops of images scaled 0.5-2.0x, and the model, losses and optimizer of
-segjax.config.mask_former_r50. Inference at the full 1024x2048, object-mask and overlap thresholds
+segjax.recipes.mask_former_r50. Inference at the full 1024x2048, object-mask and overlap thresholds
 0.8.
 
 Target: PQ 62.1, mask AP 37.3 and mIoU 77.5 on val (Mask2Former, Cheng et al. CVPR 2022, Table 4
@@ -15,7 +15,7 @@ backbones").
 python -m segjax.main --config=configs/cityscapes/mask_former_r50.py --workdir=DIR \
     --config.dataset.manual_dir=/data/cityscapes   # holds leftImg8bit/ and gtFine/
 """
-from segjax.config import mask_former_r50, schedule
+from segjax.recipes import mask_former_r50, schedule
 
 
 def get_config(variant=""):

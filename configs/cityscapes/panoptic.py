@@ -16,7 +16,7 @@ python -m segjax.convert --arch=resnet50 --in=resnet50-0676ba61.pth \
 python -m segjax.main --config=configs/cityscapes/panoptic.py --workdir=DIR \
     --config.dataset.manual_dir=/data/cityscapes
 """
-from segjax.config import deeplabv3plus_r50, panoptic_deeplab, schedule
+from segjax.recipes import deeplabv3plus_r50, panoptic_deeplab, schedule
 
 
 def get_config(variant=""):

@@ -19,7 +19,7 @@ python -m segjax.convert --arch=resnet50 --in=resnet50-0676ba61.pth \
 python -m segjax.main --config=configs/cityscapes/semantic.py --workdir=DIR \
     --config.dataset.manual_dir=/data/cityscapes   # holds leftImg8bit/ and gtFine/
 """
-from segjax.config import deeplabv3plus_r50, schedule, sgd_poly
+from segjax.recipes import deeplabv3plus_r50, schedule, sgd_poly
 
 
 def get_config(variant=""):

@@ -3,7 +3,7 @@ configs/coco/panoptic-segmentation/maskformer2_R50_bs16_50ep.yaml: batch 16, 368
 epochs), the rate x0.1 at steps 327,778 and 355,092 after 10 warm-up steps, frozen BatchNorm in the
 backbone (detectron2's default), large-scale jitter of 0.1-2.0 around 1024x1024 crops (here: COCO's
 images, at most 640 on the longer side, scaled 0.16-3.2x, then cropped to 1024x1024), and the
-model, losses and optimizer of segjax.config.mask_former_r50. Inference: Mask2Former's object-mask
+model, losses and optimizer of segjax.recipes.mask_former_r50. Inference: Mask2Former's object-mask
 and overlap thresholds of 0.8, each image at its own size (Mask2Former resizes its shorter side to
 800).
 
@@ -19,7 +19,7 @@ python -m segjax.convert --arch=resnet50 --in=resnet50-0676ba61.pth \
 python -m segjax.main --config=configs/coco_panoptic/mask_former_r50.py --workdir=DIR \
     --config.dataset.manual_dir=/data/coco   # holds train2017/, val2017/ and annotations/
 """
-from segjax.config import mask_former_r50, schedule
+from segjax.recipes import mask_former_r50, schedule
 
 
 def get_config(variant=""):

@@ -12,7 +12,7 @@ python -m segjax.convert --arch=resnet50 --in=resnet50-0676ba61.pth \
 python -m segjax.main --config=configs/folder/semantic.py --workdir=DIR \
     --config.dataset.manual_dir=/data/mine --config.dataset.data_dir=/data/mine_tfds
 """
-from segjax.config import deeplabv3plus_r50, schedule, sgd_poly
+from segjax.recipes import deeplabv3plus_r50, schedule, sgd_poly
 
 
 def get_config(variant=""):

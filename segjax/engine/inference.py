@@ -17,8 +17,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from segjax import config as config_lib
-from segjax import heads
+from segjax import checks, heads
+from segjax.errors import UserError
 
 
 class Protocol(NamedTuple):
@@ -30,11 +30,58 @@ class Protocol(NamedTuple):
   flip: bool
 
 
-def protocol(config):
-  """The validated `config.eval` protocol (checked in segjax.config.eval_protocol, which validation
-  runs before any work); a sliding window defaults to the training crop and a stride of two thirds
-  of it (mmsegmentation's 769/513 on Cityscapes)."""
-  return Protocol(*config_lib.eval_protocol(config))
+def protocol(config, resolved=True):
+  """The `config.eval` protocol, checked (validation runs this before any work): a sliding window
+  defaults to the training crop and a stride of two thirds of it (mmsegmentation's 769/513 on
+  Cityscapes). `resolved=False` (validate, before the dataset fills an unset input.crop_size): a
+  window that defaults to the crop size is not known yet, and is None."""
+  e = config.eval
+  if e.mode not in ("whole", "slide"):
+    raise UserError(f"config.eval.mode is '{e.mode}': choose whole or slide.")
+  if not (isinstance(e.scales, (tuple, list)) and e.scales and all(checks.is_number(s) and s > 0 for s in e.scales)):
+    raise UserError(f"config.eval.scales is {checks.shown(e.scales)}: give one or more factors > 0, e.g. (0.75, 1.0, 1.25).")
+  if not (checks.is_int(e.margin) and e.margin >= 0):
+    raise UserError(f"config.eval.margin is {e.margin!r}: give an integer >= 0 (0: mmsegmentation's plain mean).")
+  for key in ("window", "stride"):
+    if e[key] is not None and not checks.is_pair(e[key]):
+      raise UserError(f"config.eval.{key} is {checks.shown(e[key])}: give (height, width), each >= 1.")
+  scales = tuple(float(s) for s in e.scales)
+  if not (e.window or config.input.crop_size or resolved):
+    return Protocol(e.mode, None, None, (e.margin, e.margin), scales, bool(e.flip))
+  window = tuple(e.window or config.input.crop_size or ())
+  stride = tuple(e.stride or (max(-(-2 * n // 3), 1) for n in window))
+  margin = (e.margin, e.margin)
+  if e.mode == "slide":
+    for key, value in (("window", window), ("stride", stride)):
+      if len(value) != 2 or min(value) < 1:
+        raise UserError(f"config.eval.{key} is {value}: give (height, width), each >= 1.")
+    for axis in range(2):
+      overlap = window[axis] - stride[axis]
+      if overlap < 0:
+        raise UserError(f"config.eval.stride {stride} is larger than config.eval.window {window}: "
+                        "pixels between windows would have no prediction; use a stride <= the window.")
+      if not 0 <= margin[axis] <= overlap // 2:
+        raise UserError(f"config.eval.margin is {e.margin}: it must be between 0 and half the overlap "
+                        f"(window - stride) // 2 = {overlap // 2} on each axis, or some pixels would be "
+                        "in no window's average.")
+  return Protocol(e.mode, window, stride, margin, scales, bool(e.flip))
+
+
+def check_window_fits(config, window):
+  """Eval pads every image to input.eval_size: a sliding window larger than that canvas (at the
+  largest scale) never slides there, it only pads the image up to itself."""
+  size = config.input.eval_size
+  if config.eval.mode != "slide" or window is None or size is None:
+    return
+  top = max(config.eval.scales)
+  canvas = tuple(max(int(round(n * top)), 1) for n in size)
+  if all(w <= c for w, c in zip(window, canvas)):
+    return
+  named = ("config.eval.window" if config.eval.window else
+           "config.eval.window is unset, so the window is config.input.crop_size, which")
+  scaled = f" scaled by {top} to {canvas}" if canvas != tuple(size) else ""
+  raise UserError(f"{named} is {window}, larger than config.input.eval_size {tuple(size)}{scaled}, the canvas "
+                  "every eval image is padded to: give a window within it or config.eval.mode='whole'.")
 
 
 def _starts(length, window, stride):

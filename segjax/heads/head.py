@@ -48,4 +48,4 @@ class Head:
     raise NotImplementedError
 
   def tiny(self, c):
-    """Its part of a recipe's `:tiny` variant (segjax.config.tiny_variant): a few channels wide."""
+    """Its part of a recipe's `:tiny` variant (segjax.recipes.tiny_variant): a few channels wide."""
