@@ -3,6 +3,7 @@ where they help or are asked for with --verbosity (-v 0 for INFO, -v 1 for DEBUG
 import logging as std_logging  # absl's logging.WARNING is a verbosity (-1), not a record level
 import os
 import sys
+import tempfile
 
 from absl import flags, logging
 
@@ -31,20 +32,26 @@ def for_reading(tensorflow=False):
 
 def _import_tensorflow_quietly():
   """TensorFlow 2.21's C++ start-up lines (oneDNN's, "All log messages before absl::InitializeLog()")
-  ignore TF_CPP_MIN_LOG_LEVEL: they are written to the standard error while it points nowhere. An
-  import that fails still raises, and says why, once the standard error is back."""
+  ignore TF_CPP_MIN_LOG_LEVEL: the standard error goes to a file while it is imported, and what it
+  said there is shown only when the import fails."""
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   sys.stderr.flush()
-  saved, nowhere = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-  os.dup2(nowhere, 2)
-  try:
-    import tensorflow  # pylint: disable=g-import-not-at-top,unused-import,import-outside-toplevel
-  except ImportError:
-    pass  # said by the code that needs it, as it is said without this
-  finally:
-    os.dup2(saved, 2)
-    os.close(saved)
-    os.close(nowhere)
+  saved = os.dup(2)
+  with tempfile.TemporaryFile() as said:
+    os.dup2(said.fileno(), 2)
+    try:
+      import tensorflow  # pylint: disable=g-import-not-at-top,unused-import,import-outside-toplevel
+      failure = None
+    except BaseException as e:  # pylint: disable=broad-except  (what it said is shown first)
+      failure = e
+    finally:
+      os.dup2(saved, 2)
+      os.close(saved)
+    if failure is not None:
+      said.seek(0)
+      sys.stderr.write(said.read().decode(errors="replace"))
+      if not isinstance(failure, ImportError):  # an ImportError is said by the code that needs it
+        raise failure
 
 
 def _reading_records(record):

@@ -48,6 +48,8 @@ def _one_writer_per_array():
 
 _REGISTERED = False
 # A reader retries a step deleted under it this many times: each retry reads the then newest step.
+# (A step is deleted only once newer ones are complete: one that failed to read while it is still
+# the newest is damaged, or saved by another config.)
 _READ_ATTEMPTS = 5
 
 
@@ -185,19 +187,27 @@ class Checkpointer:
     older steps: a step it deletes while it is read is not an error, the newest is read instead.
     Every process reads the same step."""
     for _ in range(_READ_ATTEMPTS):
-      self._manager.reload()
+      self._reload()
       step = _from_process_0(self._manager.latest_step())
       if step is None:
         return None
       try:
-        return step, _on_every_process(lambda: self.restore_variables(step, like), step, self.directory)
-      except UserError:
-        self._manager.reload()
-        if _from_process_0(self._manager.latest_step()) == step:  # still the newest: it is damaged
+        return step, _on_every_process(lambda: self.restore_variables(step, like), step, self.directory)  # pylint: disable=cell-var-from-loop
+      except UserError as e:
+        error = e
+        self._reload()
+        if _from_process_0(self._manager.latest_step()) == step:  # still the newest: it does not read
           raise
-    raise UserError(f"Could not read a checkpoint in {self.directory} in {_READ_ATTEMPTS} tries: each "
-                    "was deleted while it was read; raise config.keep_checkpoints of the run that saves "
-                    "there, or read again once it ends.")
+    raise error  # newer steps kept coming, and the last read failed too: its reason, not a guess
+
+  def _reload(self):
+    """Lists the steps again; a step deleted while it is listed is left out, as it is gone."""
+    for _ in range(_READ_ATTEMPTS):
+      try:
+        return self._manager.reload()
+      except FileNotFoundError:  # Orbax stats each step's folder as the run deletes one
+        continue
+    self._manager.reload()
 
   def _restore(self, step, state_args):
     try:

@@ -25,9 +25,7 @@ class MetricsWriter:
     self._path = os.path.join(workdir, "metrics.jsonl")
     if resumed_step is not None:
       self._guarded(lambda: _drop_after(self._path, resumed_step))
-    self._jsonl = self._guarded(lambda: open(self._path, "a"))
-    if resumed_step is None and _torn(self._path):  # a killed run's last line: ours starts a new one
-      self._guarded(lambda: self._jsonl.write("\n"))
+    self._guarded(lambda: open(self._path, "a").close())  # an unwritable file is said before any work
     # TensorBoard hides what older event files hold from this step on (a SessionLog START event).
     purge = None if resumed_step is None else resumed_step + 1
     self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"), purge_step=purge)
@@ -44,9 +42,10 @@ class MetricsWriter:
       return
     record = {"step": int(step), "kind": kind, **{k: float(v) for k, v in scalars.items()}, **(extra or {})}
 
-    def append():
-      self._jsonl.write(json.dumps(record) + "\n")
-      self._jsonl.flush()
+    def append():  # opened for each line: the run may rewrite the file between two (a resume)
+      torn = _torn(self._path)  # a killed run's last line: ours starts a new one
+      with open(self._path, "a") as f:
+        f.write(("\n" if torn else "") + json.dumps(record) + "\n")
     self._guarded(append)
     for name, value in scalars.items():
       self._tb.add_scalar(f"{kind}/{name}", float(value), int(step))
@@ -59,7 +58,6 @@ class MetricsWriter:
   def close(self):
     if self._active:
       self._tb.close()
-      self._guarded(self._jsonl.close)
 
 
 def logged(workdir, kind, step):

@@ -58,29 +58,29 @@ class CocoMaskEvaluator:
         self.results.append({"image_id": image_id, "category_id": self._ids[int(pred["classes"][k])],
                              "segmentation": encode_mask(mask), "score": float(pred["scores"][k])})
 
-  def write(self, directory):
-    """Each file appears whole (written aside, then renamed), for a reader of the folder meanwhile."""
+  def result(self, directory=None):
+    """mask_ap, mask_ap50, mask_ap75; with `directory`, scored from the JSON files written there.
+    They are scored before they are renamed into place, whole: another eval of the same step (an
+    --eval_only under another protocol) may be writing its own meanwhile."""
+    if directory is None:
+      gt = COCO()
+      gt.dataset = {"images": self.images, "annotations": self.annotations, "categories": self.categories}
+      with contextlib.redirect_stdout(io.StringIO()):
+        gt.createIndex()
+      return _score(gt, self.results)
     os.makedirs(directory, exist_ok=True)
-    paths = []
+    files = {}
     for name, content in (("instances_gt.json", {"images": self.images, "annotations": self.annotations,
                                                  "categories": self.categories}),
                           ("instances_results.json", self.results)):
       path = os.path.join(directory, name)
       with open(f"{path}.{os.getpid()}.tmp", "w") as f:
         json.dump(content, f)
-      os.replace(f.name, path)
-      paths.append(path)
-    return paths
-
-  def result(self, directory=None):
-    """mask_ap, mask_ap50, mask_ap75; scored from the JSON files when `directory` is given."""
-    if directory is not None:
-      return score_files(*self.write(directory))
-    gt = COCO()
-    gt.dataset = {"images": self.images, "annotations": self.annotations, "categories": self.categories}
-    with contextlib.redirect_stdout(io.StringIO()):
-      gt.createIndex()
-    return _score(gt, self.results)
+      files[f.name] = path
+    scores = score_files(*files)
+    for written, path in files.items():
+      os.replace(written, path)
+    return scores
 
 
 def score_files(gt_path, results_path):

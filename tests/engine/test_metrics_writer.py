@@ -49,6 +49,16 @@ def test_eval_only_appends_on_a_line_of_its_own_and_never_rewrites_the_file(tmp_
   assert [(r["step"], r["kind"]) for r in _lines(path)] == [(2, "train"), (2, "eval_only")]
 
 
+def test_an_eval_only_line_lands_in_the_file_its_runs_resume_rewrote_meanwhile(tmp_path):
+  path = str(tmp_path / "metrics.jsonl")
+  _write(path, [_record(1, "train", loss=3.0), _record(2, "train", loss=2.0), _record(3, "train", loss=1.0)])
+  reader = MetricsWriter(str(tmp_path))  # --eval_only, scoring for a while
+  MetricsWriter(str(tmp_path), resumed_step=2).close()  # meanwhile its run resumes: a new file
+  reader.write(2, "eval_only", {"miou": 0.5})
+  reader.close()
+  assert [(r["step"], r["kind"]) for r in _lines(path)] == [(1, "train"), (2, "train"), (2, "eval_only")]
+
+
 def test_tensorboard_is_told_to_hide_the_dead_runs_later_steps(tmp_path):
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   MetricsWriter(str(tmp_path), resumed_step=7).close()
