@@ -37,7 +37,8 @@ def flat_inference_fn(model, config, variables, sort=False):
 
 
 def export(workdir, out, fmt="stablehlo", size=None, platforms=None):
-  """Writes the run's exported inference function into `out`; returns the jax.export.Exported."""
+  """Writes the run's exported inference function into `out`; returns what signature.json says
+  of it (its step among the rest)."""
   out = os.path.normpath(out)
   if os.path.exists(out):
     raise UserError(f"'{out}' already exists; pass a new --out (nothing there is overwritten).")
@@ -71,7 +72,7 @@ def export(workdir, out, fmt="stablehlo", size=None, platforms=None):
     os.rename(tmp, out)  # a failed export leaves nothing under --out
   finally:
     shutil.rmtree(tmp, ignore_errors=True)
-  return exported
+  return signature
 
 
 def _tensorflow():
@@ -108,10 +109,8 @@ def main(argv):
     unknown = set(f.platforms or ()) - {"cpu", "cuda", "rocm", "tpu"}
     if unknown:
       raise UserError(f"--platforms has {', '.join(sorted(unknown))}: choose among cpu, cuda, rocm and tpu.")
-    export(f.workdir, f.out, f.format, size, f.platforms and tuple(f.platforms))
-    with open(os.path.join(f.out, "signature.json")) as sig:
-      step = json.load(sig)["step"]
-    print(f"Exported step {step} of {f.workdir} into {f.out}.")
+    signature = export(f.workdir, f.out, f.format, size, f.platforms and tuple(f.platforms))
+    print(f"Exported step {signature['step']} of {f.workdir} into {f.out}.")
   except UserError as e:
     sys.exit(f"segjax: error: {e}")
 

@@ -69,11 +69,11 @@ def main(argv):
     parallel.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value, _DISTRIBUTED.value)
     if jax.process_index() != 0:  # one progress log per run, from process 0; warnings from all
       logging.set_verbosity(logging.WARNING)
-    from segjax.engine import train  # after jax.distributed: importing the models must not start a backend
+    from segjax.engine import evaluator, train  # after jax.distributed: the models start no backend
     if _EVAL_ONLY.value:
       step, scores = train.evaluate_checkpoint(_CONFIG.value, _WORKDIR.value)
       if jax.process_index() == 0:  # what was asked for, at any verbosity
-        print(f"Step {step} of {_WORKDIR.value}: " + ", ".join(f"{k} {v:.4f}" for k, v in scores.items()))
+        print(f"Step {step} of {_WORKDIR.value}: {evaluator.shown(scores)}")
     else:
       train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
   except UserError as e:

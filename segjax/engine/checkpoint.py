@@ -9,6 +9,7 @@ Only the run that trains in a directory writes there. Predict, export and --eval
 read-only (`read_only=True`): no cleanup, no deletion, no metadata, so they cannot break a save in
 flight, and they read the newest step that is complete.
 """
+import functools
 import os
 import re
 import shutil
@@ -147,7 +148,7 @@ class Checkpointer:
     failures = []
     for step in sorted(self._manager.all_steps(), reverse=True):
       try:
-        state, meta = _on_every_process(lambda: self.restore(step, like), step, self.directory)  # pylint: disable=cell-var-from-loop
+        state, meta = _on_every_process(functools.partial(self.restore, step, like), step, self.directory)
       except UserError as error:
         failures.append((step, error))
         continue
@@ -192,7 +193,8 @@ class Checkpointer:
       if step is None:
         return None
       try:
-        return step, _on_every_process(lambda: self.restore_variables(step, like), step, self.directory)  # pylint: disable=cell-var-from-loop
+        read = functools.partial(self.restore_variables, step, like)
+        return step, _on_every_process(read, step, self.directory)
       except UserError as e:
         error = e
         self._reload()

@@ -19,8 +19,9 @@ def evaluate(eval_fn, state, eval_data, mesh, config, class_names, step, workdir
 
   Each image is scored inside its own height and width: the padding never reaches a metric.
   Appends one line to metrics.jsonl and, for instances, writes the COCO ground truth and results it
-  scored under WORKDIR/<kind>/<step>/ (eval_only's apart from the run's own); with `official_files`, also the predicted label PNGs and the
-  COCO panoptic PNGs and JSON of predictions and ground truth there. Every process must call it;
+  scored under WORKDIR/<kind>/<step>/ (eval_only's apart from the run's own); with
+  `official_files`, also the predicted label PNGs and the COCO panoptic PNGs and JSON of predictions
+  and ground truth there. Every process must call it;
   only process 0 scores instances and writes, and its return value is the one to read. The line's
   `kind` is `kind`, with the scalars `extra()` gives after the pass and the JSON `notes` added.
   """
@@ -82,5 +83,10 @@ def evaluate(eval_fn, state, eval_data, mesh, config, class_names, step, workdir
   if pictures is not None:
     writer.images(step, f"{kind}/image_truth_prediction",
                   visualize.side_by_side(*pictures, ds.num_classes, ds.ignore_label, ds.get("colormap")))
-  logging.info("%s at step %d: %s", kind, step, ", ".join(f"{k} {v:.4f}" for k, v in scalars.items()))
+  logging.info("%s at step %d: %s", kind, step, shown(scalars))
   return scalars
+
+
+def shown(scalars):
+  """"miou 0.8123, pixel_acc 0.9512, ...": the figures of an eval, as the log and --eval_only say them."""
+  return ", ".join(f"{k} {v:.4f}" for k, v in scalars.items())
