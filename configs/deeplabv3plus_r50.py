@@ -9,8 +9,8 @@ def get_config():
   c = base_config()
   c.model.backbone = "resnet50"
   c.model.backbone_kwargs.output_stride = 16
-  c.model.semantic_head = "deeplabv3plus"
-  c.model.semantic_head_kwargs.rates = (6, 12, 18)
+  c.model.decoder = "deeplabv3plus"
+  c.model.decoder_kwargs.rates = (6, 12, 18)
   c.model.dtype = "bfloat16"
   c.optimizer.name = "sgd"
   c.optimizer.lr = 0.02

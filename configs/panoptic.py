@@ -1,17 +1,17 @@
-"""Panoptic segmentation on the built-in scenes: the seed backbone shared by a semantic head and a
-centre/offset instance head (Panoptic-DeepLab), fused into one panoptic map. Scored with mIoU,
-COCO mask AP and PQ.
+"""Panoptic segmentation on the built-in scenes with Panoptic-DeepLab's head: the seed backbone
+shared by a semantic decoder and a centre/offset instance decoder, fused into one panoptic map.
+Scored with mIoU, COCO mask AP and PQ.
 
 python -m segjax.main --config=configs/panoptic.py --workdir=/tmp/panoptic
 """
 import os
 
-from segjax.config import load_config_file
+from segjax.config import load_config_file, set_head
 
 
 def get_config():
   c = load_config_file(os.path.join(os.path.dirname(os.path.abspath(__file__)), "semantic.py"))
-  c.model.instance_head = "center_offset"
+  set_head(c, "panoptic_deeplab")
   # The shared backbone must first learn the shapes (the class is the outline, never the colour).
   # Panoptic-DeepLab's centre weight of 200 outweighs the cross-entropy and delays that; at 20 the
   # centre term stays below it. The cross-entropy on each image's hardest 20% of pixels (also

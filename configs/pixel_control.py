@@ -16,7 +16,7 @@ def get_config():
   c.model.backbone = "pixel"
   c.model.backbone_kwargs.width = 32
   c.model.backbone_kwargs.features = 32
-  c.model.semantic_head_kwargs.hidden = 32
+  c.model.decoder_kwargs.hidden = 32
   c.total_steps = 400
   c.log_every = 50
   c.eval_every = 200

@@ -16,7 +16,7 @@ chance for some 900 steps (15,000 crops; configs/semantic.py, whose loss is a pe
 cross-entropy alone, takes 375-750 steps), then the class cross-entropy of the queries falls from
 1.1 to 0.5 within a few hundred steps. The earlier attempts' runs (600-1000 steps, without
 mask_positions) ended before that and scored things at 0. Position in the mask features
-(head_kwargs.mask_positions) is there to let a query's mask separate touching objects of one class;
+(decoder_kwargs.mask_positions) is there to let a query's mask separate touching objects of one class;
 no run without it under these settings was made (an earlier one from a trained backbone, with other
 settings, scored things at PQ 0.16 and mask AP 0.05).
 
@@ -41,14 +41,13 @@ from segjax.config import base_config
 
 
 def get_config():
-  c = base_config()
-  c.model.head = "mask_former"
-  c.model.head_kwargs.update(num_queries=16, hidden=64, mask_dim=64, layers=3, heads=4, ffn=256,
+  c = base_config("mask_former")
+  c.model.decoder_kwargs.update(num_queries=16, hidden=64, mask_dim=64, layers=3, heads=4, ffn=256,
                              mask_positions=True)
   # The backbone starts from scratch and the class is the shape, which a few class labels per crop
   # teach slowly. A per-pixel auxiliary loss on the pixel decoder (MaX-DeepLab's) on each crop's
   # hardest 20% of stride-4 pixels (Panoptic-DeepLab's), weighted 10: a third of the loss at the start.
-  c.model.head_kwargs.aux_semantic = True
+  c.model.decoder_kwargs.aux_semantic = True
   c.loss.semantic_top_k = 0.2
   c.loss.semantic_weight = 10.0
   c.loss.num_points = 256

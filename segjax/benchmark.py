@@ -83,7 +83,7 @@ def _sized(config):
   ds = config.dataset
   if ds.num_classes is None or ("instance" in heads.get(config).label_keys and ds.thing_classes is None):
     raise UserError("The benchmark reads no dataset: set config.dataset.num_classes (and "
-                    "config.dataset.thing_classes for an instance head) in the benchmark config.")
+                    "config.dataset.thing_classes for a head that predicts instances) in the benchmark config.")
   config = config.copy_and_resolve_references()
   with config.unlocked():
     config.input.crop_size = (config.benchmark.image_size,) * 2
@@ -107,7 +107,7 @@ def run(config, devices=None):
   batch = synthetic_batch(config, mesh, jax.random.key(config.seed + 1))
   n = config.batch_size
   common = {"bench": "segjax", "model": "+".join([config.model.backbone] + [
-      type(module).__name__ for _, module, _ in model.heads]),
+      type(module).__name__ for _, module, _ in model.decoders]),
             "batch": n, "size": bench.image_size, "dtype": config.model.dtype,
             "devices": mesh.devices.size, "device_kind": jax.devices()[0].device_kind,
             "jax": jax.__version__}

@@ -1,5 +1,5 @@
-"""Tests of config values, shared by the schema's check (segjax.config) and the eval protocol's
-(segjax.engine.inference)."""
+"""Tests of config values and rules made of them, shared by the schema's check (segjax.config),
+the heads' own keys (segjax.heads) and the eval protocol's check (segjax.engine.inference)."""
 import math
 import numbers
 
@@ -19,3 +19,21 @@ def is_pair(v):
 def shown(value):
   """A value as a sentence shows it: a list as a tuple, a string quoted."""
   return tuple(value) if isinstance(value, (tuple, list)) else repr(value)
+
+
+# Rules: (test, what to give), as the schema's check (segjax.config) and heads' own keys use them.
+def ints_from(low):
+  return (lambda v: is_int(v) and v >= low), f"give an integer >= {low}"
+
+
+def number_in(test, accepted):
+  return (lambda v: is_number(v) and test(v)), f"give a number {accepted}"
+
+
+def choice(*names):
+  return (lambda v: v in names), f"choose {', '.join(names[:-1])} or {names[-1]}"
+
+
+UNIT = number_in(lambda v: 0 <= v <= 1, "in [0, 1]")
+WEIGHT = number_in(lambda v: v >= 0, ">= 0")
+AT_LEAST_1 = ints_from(1)

@@ -1,5 +1,7 @@
 """The config schema: every key a recipe may set, with its default, so a typo is caught by name, and
-`validate`, which checks each value's type and range and the values that must agree before any work."""
+`validate`, which checks each value's type and range and the values that must agree before any work.
+segjax's own keys are here; a head's own keys (its decoders, loss weights, post-processing) are its
+Head.defaults and Head.rules, in the schema of a config that names it."""
 import difflib
 import importlib.util
 
@@ -9,12 +11,23 @@ from ml_collections import config_dict
 from segjax import checks
 from segjax.errors import UserError
 
-# Sub-dicts whose keys are free: they are passed as keyword arguments to a module.
-_FREE = ("backbone_kwargs", "semantic_head_kwargs", "instance_head_kwargs", "head_kwargs")
+# Sub-dicts whose keys are free, named *_kwargs: they are passed as keyword arguments to a module,
+# which checks them (segjax.models.segmenter.build).
+_FREE = "_kwargs"
+
+# Keys of earlier segjax versions and where they are now (a run's config.json may hold them).
+MOVED = {
+    "model.semantic_head": "model.decoder",
+    "model.semantic_head_kwargs": "model.decoder_kwargs",
+    "model.instance_head": "model.instance_decoder (with model.head='panoptic_deeplab')",
+    "model.instance_head_kwargs": "model.instance_decoder_kwargs",
+    "model.head_kwargs": "model.decoder_kwargs",
+}
 
 
-def base_config():
-  """Defaults for every key; recipes in configs/ start from this and change what they need."""
+def base_config(head="semantic"):
+  """Defaults for every key of a config of `head` (a name in segjax.heads.HEADS); recipes in
+  configs/ start from this and change what they need."""
   c = ml_collections.ConfigDict()
   c.seed = 0
   c.dataset = ml_collections.ConfigDict(dict(
@@ -44,46 +57,15 @@ def base_config():
   c.model = ml_collections.ConfigDict(dict(
       backbone="seed",
       backbone_kwargs=ml_collections.ConfigDict(),
-      semantic_head="seed",
-      semantic_head_kwargs=ml_collections.ConfigDict(),
-      instance_head="",  # "" for semantic only, or center_offset
-      instance_head_kwargs=ml_collections.ConfigDict(),
-      # A head of segjax.heads that makes every output itself (mask_former), in place of the two
-      # above; "" keeps them.
-      head="",
-      head_kwargs=ml_collections.ConfigDict(),
+      head=head,  # a head of segjax.heads (semantic, panoptic_deeplab, mask_former); set_head changes it
       dtype="float32",  # compute dtype; parameters, loss and metrics stay float32
       # Weights to start from (python -m segjax.convert writes them), loaded after init into the
       # top-level modules `parts`; a run resuming from its checkpoint ignores them.
       init_from=ml_collections.ConfigDict(dict(path=config_dict.placeholder(str), parts=("backbone",))),
   ))
-  c.loss = ml_collections.ConfigDict(dict(
-      semantic_weight=1.0,
-      semantic_top_k=1.0,  # fraction of each image's hardest pixels in the cross-entropy; 1 = all
-      center_weight=200.0,  # heatmap MSE (Panoptic-DeepLab's weights)
-      offset_weight=0.01,  # offset L1, in pixels
-      center_sigma=8.0,  # Gaussian of the centre targets, in pixels
-      # mask_former (Mask2Former's): matching costs and loss weights of the class, the mask's
-      # sigmoid cross-entropy and its dice; the "no object" class's weight; points per mask.
-      class_weight=2.0,
-      mask_weight=5.0,
-      dice_weight=5.0,
-      no_object_weight=0.1,
-      num_points=12544,  # 112 * 112
-      oversample_ratio=3.0,  # points drawn per point kept, for the uncertainty sampling
-      importance_sample_ratio=0.75,  # share of the kept points that are the most uncertain
-      max_segments=100,  # target segments per image; a crop with more keeps the largest
-  ))
-  c.postprocess = ml_collections.ConfigDict(dict(
-      center_threshold=0.1,
-      nms_kernel=7,
-      top_k=16,  # instance slots per image
-      min_stuff_area=64,
-      # mask_former: a query is kept when its class score is above this, and its segment when it
-      # keeps this share of its own mask after overlaps are resolved (Mask2Former's 0.8 and 0.8).
-      object_mask_threshold=0.8,
-      overlap_threshold=0.8,
-  ))
+  # The head's loss weights and post-processing settings (its Head.defaults, added by set_head).
+  c.loss = ml_collections.ConfigDict()
+  c.postprocess = ml_collections.ConfigDict()
   c.eval = ml_collections.ConfigDict(dict(  # how eval, predict, the benchmark and export infer
       mode="whole",  # whole: each image at once | slide: windows averaged where they overlap
       window=config_dict.placeholder(tuple),  # (height, width) of a window; the crop size if unset
@@ -125,7 +107,83 @@ def base_config():
   c.checkpoint_every = 500
   c.keep_checkpoints = 3
   c.num_summary_images = 3
-  return c
+  return set_head(c, head)  # the keys of its head
+
+
+def set_head(config, name):
+  """Makes `name` the head of `config` (in place, and returned): config.model.head and the head's
+  own keys (Head.defaults). A key the head it had owns with the same default keeps its value (a
+  *_kwargs dict when its module's key does), another takes the new head's default, and the keys of
+  other heads leave. A config file that changes its head calls this."""
+  from segjax import heads  # pylint: disable=g-import-not-at-top  (jax and flax: only here)
+  if name not in heads.HEADS:
+    raise UserError(f"Unknown head '{name}': choose one of {', '.join(sorted(heads.HEADS))} (config.model.head).")
+  before = dict(_leaves(heads.HEADS[config.model.head].defaults if config.model.head in heads.HEADS else {}))
+  wanted = dict(_leaves(heads.HEADS[name].defaults))
+  kept = set()
+  for path, default in wanted.items():  # a module's name before its *_kwargs
+    *sections, key = path.split(".")
+    section = _section(config, sections)
+    owner = path[:-len(_FREE)] if path.endswith(_FREE) else None
+    if key in section and path in before and before[path] == default and (owner is None or owner in kept):
+      kept.add(path)
+    elif key in section:
+      del section[key]  # a new type, maybe
+    if path not in kept:
+      section[key] = ml_collections.ConfigDict(default) if isinstance(default, dict) else default
+  others = {path for head in heads.HEADS.values() for path, _ in _leaves(head.defaults)}
+  for path in others - wanted.keys():
+    *sections, key = path.split(".")
+    node = config
+    for section in sections:
+      node = node.get(section, {})
+    if key in node:
+      del node[key]
+  config.model.head = name
+  return config
+
+
+def upgraded(saved):
+  """The dict of an earlier segjax's config.json (its head picked by model.semantic_head,
+  instance_head and head) with its keys where they are now, and a sentence naming what moved;
+  (saved, None) when nothing did. Its model's variables are named as they were."""
+  model = saved["model"]
+  if not any(path.split(".")[1] in model for path in MOVED):
+    return saved, None
+  if model.get("head"):
+    name, decoders = model["head"], {"decoder": model["head"], "decoder_kwargs": model.get("head_kwargs", {})}
+    used = ["model.head_kwargs"]
+  else:
+    name = "panoptic_deeplab" if model.get("instance_head") else "semantic"
+    decoders = {"decoder": model["semantic_head"], "decoder_kwargs": model.get("semantic_head_kwargs", {})}
+    used = ["model.semantic_head", "model.semantic_head_kwargs"]
+    if name == "panoptic_deeplab":
+      decoders.update(instance_decoder=model["instance_head"],
+                      instance_decoder_kwargs=model.get("instance_head_kwargs", {}))
+      used += ["model.instance_head", "model.instance_head_kwargs"]
+  schema = base_config(name)
+  new = {section: {k: v for k, v in value.items() if k in schema[section]} if section in ("loss", "postprocess")
+         else value for section, value in saved.items()}
+  new["model"] = {**{k: v for k, v in model.items() if f"model.{k}" not in MOVED}, "head": name, **decoders}
+  return new, (f"its config.json is an earlier segjax's, read with config.model.head='{name}': "
+               + " ".join(moved_key(path) for path in used))
+
+
+def _leaves(defaults, prefix=""):
+  """(dotted path, default) of a Head.defaults, a dict of *_kwargs being one leaf."""
+  for key, value in defaults.items():
+    if isinstance(value, dict) and not key.endswith(_FREE):
+      yield from _leaves(value, f"{prefix}{key}.")
+    else:
+      yield f"{prefix}{key}", value
+
+
+def _section(config, path):
+  for key in path:
+    if key not in config:
+      config[key] = ml_collections.ConfigDict()
+    config = config[key]
+  return config
 
 
 def validate(config):
@@ -140,9 +198,15 @@ def validate(config):
   checked = config.to_json_best_effort(sort_keys=True)
   if checked in _PASSED:
     return
-  schema = base_config()
-  _check_keys(config, schema, "config")
-  _check_values(config, schema, "")
+  from segjax import heads  # pylint: disable=g-import-not-at-top  (jax and flax: only here)
+  head = config.get("model", {}).get("head")
+  if not isinstance(head, str) or head not in heads.HEADS:
+    moved = [old for old in MOVED if old.split(".")[1] in config.get("model", {})]
+    raise UserError(f"Unknown head {head!r}: choose one of {', '.join(sorted(heads.HEADS))} (config.model.head)"
+                    + (f"; {moved_key(moved[0])}" if moved else "."))
+  schema = base_config(head)
+  _check_keys(config, schema, "config", head)
+  _check_values(config, schema, "", {**_RULES, **heads.HEADS[head].rules})
   _check_relations(config)
   from segjax.engine import inference  # pylint: disable=g-import-not-at-top  (jax: only here)
   inference.check_window_fits(config, inference.protocol(config, resolved=False).window)
@@ -153,50 +217,63 @@ def validate(config):
 _PASSED = set()  # the configs validate passed, as JSON
 
 
-def _check_keys(config, schema, path):
+def moved_key(old):
+  """Where a key of MOVED is now, as a sentence."""
+  return f"config.{old} has moved to config.{MOVED[old]}."
+
+
+def foreign_key(path, head):
+  """The sentence for `path`, a key that config.model.head=`head` does not own, when another head
+  does; else None."""
+  from segjax import heads  # pylint: disable=g-import-not-at-top  (jax and flax: only here)
+  owners = sorted(name for name, h in heads.HEADS.items() if path in dict(_leaves(h.defaults)))
+  if not owners:
+    return None
+  named = owners[0] if len(owners) == 1 else f"{', '.join(owners[:-1])} and {owners[-1]}"
+  return (f"config.{path} is a key of head{'s' if len(owners) > 1 else ''} {named}, and config.model.head is "
+          f"'{head}'; a config file changes its head with segjax.config.set_head.")
+
+
+def _check_keys(config, schema, path, head):
   for key, value in config.items():
     if key not in schema:
+      where = f"{path}.{key}"[len("config."):]
       close = difflib.get_close_matches(key, list(schema.keys()), n=1)
-      hint = f"; did you mean '{close[0]}'?" if close else f"; known keys: {', '.join(sorted(schema.keys()))}."
+      foreign = foreign_key(where, head)
+      if where in MOVED:
+        hint = f": {moved_key(where)}"
+      elif foreign:
+        hint = f": {foreign}"
+      elif close:
+        hint = f"; did you mean '{close[0]}'?"
+      else:
+        hint = f"; known keys: {', '.join(sorted(schema.keys()))}."
       raise UserError(f"Unknown config key '{path}.{key}'{hint}")
-    if isinstance(value, ml_collections.ConfigDict) and key not in _FREE:
-      _check_keys(value, schema[key], f"{path}.{key}")
+    if isinstance(value, ml_collections.ConfigDict) and not key.endswith(_FREE):
+      _check_keys(value, schema[key], f"{path}.{key}", head)
   for key in schema.keys():
     if key not in config:
       default = "a dict" if isinstance(schema[key], ml_collections.ConfigDict) else f"default {schema[key]!r}"
-      raise UserError(f"{path} lacks the key '{key}' ({default}); override single keys "
-                      f"(--{path}.{key}=...) rather than a whole dict, and start config files from "
-                      "segjax.config.base_config().")
-
-
-def _ints_from(low):
-  return (lambda v: checks.is_int(v) and v >= low), f"give an integer >= {low}"
-
-
-def _numbers(test, accepted):
-  return (lambda v: checks.is_number(v) and test(v)), f"give a number {accepted}"
-
-
-def _choice(*names):
-  return (lambda v: v in names), f"choose {', '.join(names[:-1])} or {names[-1]}"
+      raise UserError(f"{path} lacks the key '{key}' ({default}); override single keys (--{path}.{key}=...) "
+                      f"rather than a whole dict, and start config files from segjax.config.base_config('{head}') "
+                      "(segjax.config.set_head changes a config's head).")
 
 
 _PAIR = (checks.is_pair, "give (height, width), two integers >= 1")
 _NAME = (lambda v: isinstance(v, str) and bool(v.strip()), "give a non-empty string")
-_AT_LEAST_1 = _ints_from(1)
-_WEIGHT = _numbers(lambda v: v >= 0, ">= 0")
 
 # What each key accepts beyond its type (its type: base_config's default, or a placeholder's). The
-# eval protocol's keys are checked by engine.inference.protocol, the model's names and kwargs by build_segmenter.
+# eval protocol's keys are checked by engine.inference.protocol, the model's names and kwargs by
+# build_segmenter, a head's own keys by its Head.rules.
 _RULES = {
     "dataset.name": (_NAME[0], "give a dataset name, e.g. 'synthetic_scenes' or 'cityscapes'"),
     "dataset.train_split": (_NAME[0], "give a split, e.g. 'train' or 'train[:90%]'"),
     "dataset.eval_split": (_NAME[0], "give a split, e.g. 'validation'"),
-    "dataset.num_classes": _AT_LEAST_1,
+    "dataset.num_classes": checks.AT_LEAST_1,
     "dataset.thing_classes": (lambda v: isinstance(v, (tuple, list)) and all(checks.is_int(c) and c >= 0 for c in v),
                               "give a tuple of class indices (integers >= 0)"),
-    "dataset.ignore_label": _ints_from(0),
-    "dataset.label_divisor": _AT_LEAST_1,
+    "dataset.ignore_label": checks.ints_from(0),
+    "dataset.label_divisor": checks.AT_LEAST_1,
     "dataset.label_ids": (lambda v: isinstance(v, (tuple, list)) and all(checks.is_int(i) for i in v),
                           "give a tuple of integers, the dataset's own id of each class"),
     "dataset.colormap": (lambda v: isinstance(v, (tuple, list)) and all(
@@ -204,56 +281,37 @@ _RULES = {
                          "give a tuple of (r, g, b) triples of integers 0..255, one per class"),
     "input.crop_size": _PAIR,
     "input.eval_size": _PAIR,
-    "input.min_scale": _numbers(lambda v: v > 0, "> 0"),
-    "input.max_scale": _numbers(lambda v: v > 0, "> 0"),
-    "input.shuffle_buffer": _AT_LEAST_1,
+    "input.min_scale": checks.number_in(lambda v: v > 0, "> 0"),
+    "input.max_scale": checks.number_in(lambda v: v > 0, "> 0"),
+    "input.shuffle_buffer": checks.AT_LEAST_1,
     "model.init_from.parts": (lambda v: isinstance(v, (tuple, list)) and all(isinstance(p, str) for p in v),
                               "give a tuple of module names, e.g. ('backbone',)"),
-    "loss.semantic_weight": _WEIGHT,
-    "loss.semantic_top_k": _numbers(lambda v: 0 < v <= 1, "in (0, 1], the fraction of pixels kept (1: all)"),
-    "loss.center_weight": _WEIGHT,
-    "loss.offset_weight": _WEIGHT,
-    "loss.center_sigma": _numbers(lambda v: v > 0, "> 0, in pixels"),
-    "loss.class_weight": _WEIGHT,
-    "loss.mask_weight": _WEIGHT,
-    "loss.dice_weight": _WEIGHT,
-    "loss.no_object_weight": _WEIGHT,
-    "loss.num_points": _AT_LEAST_1,
-    "loss.oversample_ratio": _numbers(lambda v: v >= 1, ">= 1"),
-    "loss.importance_sample_ratio": _numbers(lambda v: 0 <= v <= 1, "in [0, 1]"),
-    "loss.max_segments": _AT_LEAST_1,
-    "postprocess.object_mask_threshold": _numbers(lambda v: 0 <= v <= 1, "in [0, 1]"),
-    "postprocess.overlap_threshold": _numbers(lambda v: 0 <= v <= 1, "in [0, 1]"),
-    "postprocess.center_threshold": _numbers(lambda v: 0 <= v <= 1, "in [0, 1]"),
-    "postprocess.nms_kernel": (lambda v: checks.is_int(v) and v >= 1 and v % 2 == 1, "give an odd integer >= 1, e.g. 7"),
-    "postprocess.top_k": _AT_LEAST_1,
-    "postprocess.min_stuff_area": _ints_from(0),
-    "optimizer.name": _choice("adamw", "sgd"),
-    "optimizer.lr": _numbers(lambda v: v > 0, "> 0"),
-    "optimizer.momentum": _numbers(lambda v: 0 <= v < 1, "in [0, 1)"),
-    "optimizer.weight_decay": _WEIGHT,
-    "optimizer.schedule": _choice("constant", "cosine", "poly", "step"),
+    "optimizer.name": checks.choice("adamw", "sgd"),
+    "optimizer.lr": checks.number_in(lambda v: v > 0, "> 0"),
+    "optimizer.momentum": checks.number_in(lambda v: 0 <= v < 1, "in [0, 1)"),
+    "optimizer.weight_decay": checks.WEIGHT,
+    "optimizer.schedule": checks.choice("constant", "cosine", "poly", "step"),
     "optimizer.step_at": (lambda v: isinstance(v, (tuple, list)) and all(checks.is_number(f) and 0 < f < 1 for f in v),
                           "give fractions of the run in (0, 1), e.g. (0.889, 0.963)"),
-    "optimizer.warmup_steps": _ints_from(0),
-    "optimizer.poly_power": _numbers(lambda v: v > 0, "> 0"),
-    "optimizer.grad_clip_norm": _numbers(lambda v: v >= 0, ">= 0 (0: no clipping)"),
-    "optimizer.backbone_lr_multiplier": _numbers(lambda v: v >= 0, ">= 0 (0: the backbone as loaded)"),
+    "optimizer.warmup_steps": checks.ints_from(0),
+    "optimizer.poly_power": checks.number_in(lambda v: v > 0, "> 0"),
+    "optimizer.grad_clip_norm": checks.number_in(lambda v: v >= 0, ">= 0 (0: no clipping)"),
+    "optimizer.backbone_lr_multiplier": checks.number_in(lambda v: v >= 0, ">= 0 (0: the backbone as loaded)"),
     "optimizer.skip_nonfinite": (lambda v: checks.is_int(v) and v >= 0,
                                  "give an integer >= 0, the non-finite steps in a row to skip (0: stop at the first)"),
-    "benchmark.image_size": _AT_LEAST_1,
-    "benchmark.warmup_steps": _ints_from(0),
-    "benchmark.steps": _AT_LEAST_1,
+    "benchmark.image_size": checks.AT_LEAST_1,
+    "benchmark.warmup_steps": checks.ints_from(0),
+    "benchmark.steps": checks.AT_LEAST_1,
     "benchmark.modes": (lambda v: isinstance(v, (tuple, list)) and v and set(v) <= {"train", "infer"},
                         "give a tuple of train and/or infer"),
-    "batch_size": _AT_LEAST_1,
-    "eval_batch_size": _AT_LEAST_1,
-    "total_steps": _AT_LEAST_1,
-    "log_every": _AT_LEAST_1,
-    "eval_every": _AT_LEAST_1,
-    "checkpoint_every": _AT_LEAST_1,
-    "keep_checkpoints": _AT_LEAST_1,
-    "num_summary_images": _ints_from(0),
+    "batch_size": checks.AT_LEAST_1,
+    "eval_batch_size": checks.AT_LEAST_1,
+    "total_steps": checks.AT_LEAST_1,
+    "log_every": checks.AT_LEAST_1,
+    "eval_every": checks.AT_LEAST_1,
+    "checkpoint_every": checks.AT_LEAST_1,
+    "keep_checkpoints": checks.AT_LEAST_1,
+    "num_summary_images": checks.ints_from(0),
 }
 _TYPES = {bool: (lambda v: isinstance(v, bool), "give True or False"),
           int: (checks.is_int, "give an integer"),
@@ -262,19 +320,20 @@ _TYPES = {bool: (lambda v: isinstance(v, bool), "give True or False"),
           tuple: (lambda v: isinstance(v, (tuple, list)), "give a tuple")}
 
 
-def _check_values(config, schema, prefix):
+def _check_values(config, schema, prefix, rules):
   """Each value against its rule, or else against the type of its default."""
   for key in schema.keys():
     path, value, default = f"{prefix}{key}", config[key], schema[key]
     if isinstance(default, ml_collections.ConfigDict):
       if not isinstance(value, ml_collections.ConfigDict):
-        raise UserError(f"config.{path} is {value!r}: give a dict of {'keyword arguments' if key in _FREE else 'its keys'}.")
-      if key not in _FREE:
-        _check_values(value, default, f"{path}.")
+        raise UserError(f"config.{path} is {value!r}: give a dict of "
+                        f"{'keyword arguments' if key.endswith(_FREE) else 'its keys'}.")
+      if not key.endswith(_FREE):
+        _check_values(value, default, f"{path}.", rules)
       continue
     if value is None and default is None:  # a placeholder left unset
       continue
-    test, accepted = _RULES.get(path) or _TYPES.get(schema.get_type(key), (lambda v: True, ""))
+    test, accepted = rules.get(path) or _TYPES.get(schema.get_type(key), (lambda v: True, ""))
     if not test(value):
       unset = " (or leave it unset)" if default is None else ""
       raise UserError(f"config.{path} is {value!r}: {accepted}{unset}.")
@@ -321,7 +380,7 @@ def _check_model(config):
   head.check(config)
   init = config.model.init_from
   if init.path:
-    modules = ["backbone"] + [scope for scope, _, _ in model.heads]
+    modules = ["backbone"] + [scope for scope, _, _ in model.decoders]
     if not init.parts:
       raise UserError("config.model.init_from.parts is empty; name the modules to load, e.g. (\"backbone\",).")
     for part in init.parts:

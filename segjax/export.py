@@ -7,8 +7,9 @@ Writes OUT/inference.jax (jax.export's serialized StableHLO, the weights inside)
 OUT/signature.json (input shape, outputs, class names, protocol, the checkpoint's step); with --format=savedmodel also
 OUT/saved_model, a TensorFlow SavedModel through jax2tf. The function takes images
 (batch, height, width, 3) float32 in [0, 1] at the exported size (pad smaller ones with zeros at
-the bottom and right, as eval does), any batch size, and returns a flat dict: semantic, and with an
-instance head panoptic, instance_map, valid, classes, scores. README.md shows how to call each.
+the bottom and right, as eval does), any batch size, and returns a flat dict: semantic, and with a
+head that predicts instances panoptic, instance_map, valid, classes, scores. README.md shows how to
+call each.
 The run may still be training: its newest complete checkpoint is exported. -v 0 adds the libraries'
 log lines.
 """
@@ -66,7 +67,7 @@ def export(workdir, out, fmt="stablehlo", size=None, platforms=None):
     with open(os.path.join(tmp, "signature.json"), "w") as f:
       json.dump(signature, f, indent=2)
     if fmt == "savedmodel":
-      # TensorFlow 2.21 reads older StableHLO than jax writes: top-K by sort (postprocess.find_centers).
+      # TensorFlow 2.21 reads older StableHLO than jax writes: top-K by sort (panoptic_deeplab.find_centers).
       _saved_model(flat_inference_fn(model, config, variables, sort=True), (height, width), platforms,
                    os.path.join(tmp, "saved_model"))
     os.rename(tmp, out)  # a failed export leaves nothing under --out

@@ -34,8 +34,13 @@ def _explain_override(argv):
     if not match:
       continue
     node = config
+    if match.group(1) in config_lib.MOVED:
+      return f"Unknown config key in {arg}: {config_lib.moved_key(match.group(1))}"
     for key in match.group(1).split("."):
       if not hasattr(node, "keys") or key not in node:
+        foreign = config_lib.foreign_key(match.group(1), config.model.head)
+        if foreign:
+          return f"Unknown config key in {arg}: {foreign}"
         known = list(node.keys()) if hasattr(node, "keys") else []
         close = difflib.get_close_matches(key, known, n=1)
         if close:

@@ -1,7 +1,7 @@
 """What recipes share: a published recipe's model and optimizer pieces, its schedule, and its
 `:tiny` variant, which the tests run. Configs import these; the schema and its check are in
 segjax/config.py."""
-from segjax.config import base_config
+from segjax.config import base_config, set_head
 
 
 def tiny_variant(c):
@@ -41,8 +41,8 @@ def deeplabv3plus_r50(dataset, output_stride, rates, crop_size, scales):
   c.model.backbone = "resnet50"
   c.model.init_from.path = RESNET50_IMAGENET
   c.model.backbone_kwargs.output_stride = output_stride
-  c.model.semantic_head = "deeplabv3plus"
-  c.model.semantic_head_kwargs.rates = rates
+  c.model.decoder = "deeplabv3plus"
+  c.model.decoder_kwargs.rates = rates
   c.model.dtype = "bfloat16"
   c.input.crop_size = crop_size
   c.input.min_scale, c.input.max_scale = scales
@@ -59,8 +59,8 @@ def sgd_poly(c, lr=0.01, weight_decay=5e-4):
 def panoptic_deeplab(c, lr, semantic_top_k, min_stuff_area):
   """Panoptic-DeepLab's head, losses, post-processing and optimizer (Adam without weight decay, poly
   after 1000 warm-up steps), as detectron2's projects/Panoptic-DeepLab sets them."""
-  c.model.instance_head = "center_offset"
-  c.model.instance_head_kwargs.hidden = 128
+  set_head(c, "panoptic_deeplab")
+  c.model.instance_decoder_kwargs.hidden = 128
   c.loss.semantic_top_k, c.loss.center_weight, c.loss.offset_weight = semantic_top_k, 200.0, 0.01
   c.loss.center_sigma = 8.0
   c.postprocess.center_threshold, c.postprocess.nms_kernel, c.postprocess.top_k = 0.1, 7, 200
@@ -86,14 +86,13 @@ def mask_former_r50(dataset, crop_size, scales, frozen_bn):
   AdamW lr 1e-4, weight decay 0.05, the backbone's rate x0.1, gradient norm clipped at 0.01;
   batch 16 in bfloat16 (Mask2Former trains with AMP). segjax's pixel decoder is an FPN with
   BatchNorm where Mask2Former's is six layers of multi-scale deformable attention with GroupNorm."""
-  c = base_config()
+  c = base_config("mask_former")
   c.dataset.name = dataset
   c.model.backbone = "resnet50"
   c.model.backbone_kwargs.output_stride = 32
   c.model.backbone_kwargs.frozen_bn = frozen_bn
   c.model.init_from.path = RESNET50_IMAGENET
-  c.model.head = "mask_former"
-  c.model.head_kwargs.update(num_queries=100, hidden=256, mask_dim=256, layers=9, heads=8, ffn=2048)
+  c.model.decoder_kwargs.update(num_queries=100, hidden=256, mask_dim=256, layers=9, heads=8, ffn=2048)
   c.model.dtype = "bfloat16"
   c.input.crop_size = crop_size
   c.input.min_scale, c.input.max_scale = scales

@@ -105,9 +105,15 @@ def test_segjax_keeps_the_rule(rule):
   assert rule(graph()) == []
 
 
+def test_no_two_modules_share_a_file_name():
+  """A name says which file: heads/mask_former.py is the head, models/mask_former_decoder.py its decoder."""
+  names = [os.path.basename(path) for path in modules().values() if not path.endswith("__init__.py")]
+  assert sorted({n for n in names if names.count(n) > 1}) == []
+
+
 @pytest.mark.parametrize("rule,module,planted", [
     (circles, "segjax.errors", "from segjax.engine import train"),  # train imports errors
-    (circles, "segjax.models.layers", "from segjax.models import segmenter"),  # inside models/ too
+    (circles, "segjax.models.layers", "from segjax.models import resnet"),  # inside models/ too
     (models_reaching_out, "segjax.models.resnet", "from segjax.errors import UserError"),
     (models_with_tensorflow, "segjax.models.convnext", "import tensorflow as tf"),
     (engine_naming_a_head_or_dataset, "segjax.engine.train", "from segjax.heads.mask_former import MaskFormer"),

@@ -15,7 +15,8 @@ from segjax.errors import UserError
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # (override args, the sentence after "segjax: error: ", as a regex matched against all of it).
-# The config is configs/semantic.py: crop (160, 160), lr 0.004, 1500 steps, warm-up 50.
+# The config is configs/semantic.py (crop (160, 160), lr 0.004, 1500 steps, warm-up 50), or the
+# config file the args start with.
 ROWS = [
     # Types, as config_flags parses the command line.
     (["--config.batch_size=abc"],
@@ -53,10 +54,11 @@ ROWS = [
     (["--config.optimizer.skip_nonfinite=-1"],
      r"config\.optimizer\.skip_nonfinite is -1: give an integer >= 0, the non-finite steps in a row to skip "
      r"\(0: stop at the first\)\."),
-    (["--config.postprocess.center_threshold=1.5"],
+    (["configs/panoptic.py", "--config.postprocess.center_threshold=1.5"],
      r"config\.postprocess\.center_threshold is 1\.5: give a number in \[0, 1\]\."),
-    (["--config.postprocess.top_k=0"], r"config\.postprocess\.top_k is 0: give an integer >= 1\."),
-    (["--config.postprocess.nms_kernel=4"], r"config\.postprocess\.nms_kernel is 4: give an odd integer >= 1, e\.g\. 7\."),
+    (["configs/panoptic.py", "--config.postprocess.top_k=0"], r"config\.postprocess\.top_k is 0: give an integer >= 1\."),
+    (["configs/panoptic.py", "--config.postprocess.nms_kernel=4"],
+     r"config\.postprocess\.nms_kernel is 4: give an odd integer >= 1, e\.g\. 7\."),
     (["--config.eval.margin=-1"], r"config\.eval\.margin is -1: give an integer >= 0 \(0: mmsegmentation's plain mean\)\."),
     (["--config.eval.window=(0,48)"], r"config\.eval\.window is \(0, 48\): give \(height, width\), each >= 1\."),
     # Names from a fixed set or a registry.
@@ -68,14 +70,28 @@ ROWS = [
      r"Unknown dtype 'float16': choose one of bfloat16, float32 \(config\.model\.dtype\)\."),
     (["--config.model.backbone=resnet7"],
      r"Unknown backbone 'resnet7': choose one of convnext_base, .*, resnet50, seed \(config\.model\.backbone\)\."),
-    (["--config.model.instance_head=centre"],
-     r"Unknown instance_head 'centre': choose one of center_offset, or '' for none \(config\.model\.instance_head\)\."),
+    (["--config.model.decoder=centre"],
+     r"Unknown decoder 'centre': choose one of deeplabv3plus, seed \(config\.model\.decoder\)\."),
+    (["configs/panoptic.py", "--config.model.instance_decoder=centre"],
+     r"Unknown instance_decoder 'centre': choose one of center_offset \(config\.model\.instance_decoder\)\."),
+    (["--config.model.head=mask_formr"],
+     r"Unknown head 'mask_formr': choose one of mask_former, panoptic_deeplab, semantic \(config\.model\.head\)\."),
+    # Keys of earlier versions, and of another head.
+    (["--config.model.semantic_head=seed"],
+     r"Unknown config key in --config\.model\.semantic_head=seed: config\.model\.semantic_head has moved to "
+     r"config\.model\.decoder\."),
+    (["--config.loss.center_weight=2"],
+     r"Unknown config key in --config\.loss\.center_weight=2: config\.loss\.center_weight is a key of head "
+     r"panoptic_deeplab, and config\.model\.head is 'semantic'; a config file changes its head with "
+     r"segjax\.config\.set_head\."),
+    (["--config.loss.semantic_wieght=2"],
+     r"Unknown config key in --config\.loss\.semantic_wieght=2: 'semantic_wieght'; did you mean 'semantic_weight'\?"),
     # Keys inside *_kwargs (a whole dict given on the command line).
     (["--config.model.backbone_kwargs={'widht': 4}"],
      r"config\.model\.backbone_kwargs has 'widht', which seed does not take \(it takes widths, depths, "
      r"features\); did you mean 'widths'\?"),
-    (["--config.model.semantic_head_kwargs={'num_classes': 3}"],  # build_segmenter passes it itself
-     r"config\.model\.semantic_head_kwargs has 'num_classes', which seed does not take; it takes hidden, refine\."),
+    (["--config.model.decoder_kwargs={'num_classes': 3}"],  # build_segmenter passes it itself
+     r"config\.model\.decoder_kwargs has 'num_classes', which seed does not take; it takes hidden, refine\."),
     (["--config.model.backbone=resnet50", "--config.model.backbone_kwargs={'output_stride': 12}"],
      r"ResNet output_stride must be 8, 16 or 32, not 12 \(config\.model\.backbone_kwargs\)\."),
     # Relations.
@@ -103,8 +119,7 @@ ROWS = [
      r"config\.eval\.window is unset, so the window is config\.input\.crop_size, which is \(160, 160\), larger "
      r"than config\.input\.eval_size \(128, 128\), the canvas every eval image is padded to: give a window "
      r"within it or config\.eval\.mode='whole'\."),
-    (["--config.model.instance_head=center_offset", "--config.dataset.label_divisor=100",
-      "--config.postprocess.top_k=100"],
+    (["configs/panoptic.py", "--config.dataset.label_divisor=100", "--config.postprocess.top_k=100"],
      r"config\.postprocess\.top_k is 100, not below config\.dataset\.label_divisor=100: instance ids would run "
      r"into the next class's panoptic ids; give at most 99 instances\."),
     (["--config.model.init_from.path=/nonexistent/w.safetensors", "--config.model.init_from.parts=decoder"],
@@ -134,6 +149,8 @@ def get_config():
 
 
 def _run(args, workdir, config="configs/semantic.py"):
+  if args and args[0].endswith(".py"):
+    config, *args = args
   start = time.perf_counter()
   result = subprocess.run(
       [sys.executable, "-m", "segjax.main", f"--config={config}", f"--workdir={workdir}", *args],
@@ -181,7 +198,7 @@ def _set(config, key, value):
 
 def _replace(config, key, **values):
   """A sub-dict replaced by one with `values`: how a value of another type gets past ml_collections."""
-  _set(config, key, ml_collections.ConfigDict({**config_lib.base_config()[key].to_dict(), **values}))
+  _set(config, key, ml_collections.ConfigDict({**config[key].to_dict(), **values}))
 
 
 @pytest.mark.parametrize("edit,pattern", [
@@ -193,18 +210,19 @@ def _replace(config, key, **values):
      r"config\.input\.eval_size is \(256,\): give \(height, width\), two integers >= 1 \(or leave it unset\)\."),
     (lambda c: _set(c, "eval.scales", ()),
      r"config\.eval\.scales is \(\): give one or more factors > 0, e\.g\. \(0\.75, 1\.0, 1\.25\)\."),
-    (lambda c: _set(c, "model.semantic_head_kwargs.hiden", 8),
-     r"config\.model\.semantic_head_kwargs has 'hiden', which seed does not take \(it takes hidden, refine\); "
+    (lambda c: _set(c, "model.decoder_kwargs.hiden", 8),
+     r"config\.model\.decoder_kwargs has 'hiden', which seed does not take \(it takes hidden, refine\); "
      r"did you mean 'hidden'\?"),
     (lambda c: _set(c, "dataset", ml_collections.ConfigDict({"name": "cityscapes"})),
      r"config\.dataset lacks the key 'colormap' \(default None\); override single keys \(--config\.dataset\.colormap=\.\.\.\) "
-     r"rather than a whole dict, and start config files from segjax\.config\.base_config\(\)\."),
+     r"rather than a whole dict, and start config files from segjax\.config\.base_config\('panoptic_deeplab'\) "
+     r"\(segjax\.config\.set_head changes a config's head\)\."),
     (lambda c: _set(c, "model.init_from.path", "w.npz") or _set(c, "model.init_from.parts", ()),
      r"config\.model\.init_from\.parts is empty; name the modules to load, e\.g\. \(\"backbone\",\)\."),
 ], ids=["bool for int", "None for int", "float for int", "nan", "one number", "no scales", "kwargs typo",
         "replaced dict", "no parts"])
 def test_a_bad_value_set_in_python_is_one_sentence(edit, pattern):
-  config = config_lib.base_config()
+  config = config_lib.base_config("panoptic_deeplab")
   edit(config)
   with pytest.raises(UserError) as e:
     config_lib.validate(config)

@@ -42,7 +42,7 @@ def _tiny_recipe(path, tmp_path):
 
 
 def test_end_to_end_recipes_cover_every_head():
-  used = {heads.name(config_lib.load_config_file(os.path.join(ROOT, "configs", p)).model) for p in END_TO_END}
+  used = {config_lib.load_config_file(os.path.join(ROOT, "configs", p)).model.head for p in END_TO_END}
   assert used == set(heads.HEADS) and set(END_TO_END) <= set(map(_ID, RECIPES))
 
 

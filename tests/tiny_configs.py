@@ -1,11 +1,12 @@
 """Tiny configs for tests, in a module of their own so that config files for subprocesses can import
 them without conftest's environment settings."""
-from segjax.config import base_config
+from segjax.config import base_config, set_head
 
 
-def tiny_config(data_dir, **overrides):
-  """A config that trains a few-thousand-parameter model on 64x64 scenes in seconds."""
-  c = base_config()
+def tiny_config(data_dir, head="semantic", **overrides):
+  """A config of `head` that trains a few-thousand-parameter model on 64x64 scenes in seconds
+  (a "model.head" among the overrides changes the head first)."""
+  c = base_config(head)
   c.dataset.name = "synthetic_scenes/tiny"
   c.dataset.data_dir = data_dir
   # What segjax.data.resolve takes from the dataset's descriptor, repeated (which a config may do)
@@ -20,8 +21,9 @@ def tiny_config(data_dir, **overrides):
   c.model.backbone_kwargs.widths = (4, 8, 8, 16, 16)
   c.model.backbone_kwargs.depths = (1, 1, 1)
   c.model.backbone_kwargs.features = 16
-  c.model.semantic_head_kwargs.hidden = 8
-  c.model.semantic_head_kwargs.refine = 4
+  if c.model.get("decoder") == "seed":
+    c.model.decoder_kwargs.hidden = 8
+    c.model.decoder_kwargs.refine = 4
   c.optimizer.lr = 1e-2
   c.optimizer.schedule = "constant"
   c.batch_size = 8
@@ -31,6 +33,8 @@ def tiny_config(data_dir, **overrides):
   c.eval_every = 4
   c.checkpoint_every = 4
   c.num_summary_images = 2
+  if "model.head" in overrides:
+    set_head(c, overrides.pop("model.head"))
   for key, value in overrides.items():
     node = c
     *path, last = key.split(".")
@@ -41,10 +45,9 @@ def tiny_config(data_dir, **overrides):
 
 
 def tiny_panoptic_config(data_dir, **overrides):
-  """tiny_config with a small centre/offset instance head, its targets sized for 64x64 scenes."""
-  settings = {"model.instance_head": "center_offset", "loss.center_sigma": 2.0,
-              "postprocess.nms_kernel": 3, "postprocess.min_stuff_area": 4}
-  c = tiny_config(data_dir, **{**settings, **overrides})
-  c.model.instance_head_kwargs.hidden = 8
-  c.model.instance_head_kwargs.branch = 4
+  """tiny_config of Panoptic-DeepLab, its instance decoder small and its targets sized for 64x64 scenes."""
+  settings = {"loss.center_sigma": 2.0, "postprocess.nms_kernel": 3, "postprocess.min_stuff_area": 4}
+  c = tiny_config(data_dir, "panoptic_deeplab", **{**settings, **overrides})
+  c.model.instance_decoder_kwargs.hidden = 8
+  c.model.instance_decoder_kwargs.branch = 4
   return c

@@ -13,10 +13,10 @@ def get_config():
   c.dataset.num_classes = 21
   c.model.backbone = "resnet50"
   c.model.backbone_kwargs.output_stride = 8
-  c.model.semantic_head = "deeplabv3plus"
-  c.model.semantic_head_kwargs.rates = (12, 24, 36)
-  c.model.semantic_head_kwargs.aspp_features = 256
-  c.model.semantic_head_kwargs.decoder_features = 0  # plain DeepLabV3, as torchvision's
+  c.model.decoder = "deeplabv3plus"
+  c.model.decoder_kwargs.rates = (12, 24, 36)
+  c.model.decoder_kwargs.aspp_features = 256
+  c.model.decoder_kwargs.decoder_features = 0  # plain DeepLabV3, as torchvision's
   c.model.dtype = "bfloat16"
   c.optimizer.name = "sgd"
   c.optimizer.lr = 0.01

@@ -1,8 +1,8 @@
 """DeepLabV3+ ResNet-50 at output stride 16 on your own folder of images and label PNGs (layout in
 README.md, "Your own data"): the settings of configs/pascal_voc/semantic.py (512x512 crops, scale
 0.5-2x, SGD lr 0.01, poly) for 20k steps at batch 16. Classes, things and the ignore label come from
-the folder's classes.json. Add `--config.model.instance_head=center_offset` when the folder has
-instance/ PNGs.
+the folder's classes.json. With instance/ PNGs, configs/folder/panoptic.py adds Panoptic-DeepLab's
+instance decoder.
 
 Backbone: torchvision's ResNet50_Weights.IMAGENET1K_V1, https://download.pytorch.org/models/
 resnet50-0676ba61.pth, converted once (README.md, "Pretrained backbones"):

@@ -78,9 +78,9 @@ def resolve(config):
   things = descriptor.thing_classes if descriptor.thing_classes is not None else meta.get("thing_classes", ())
   if "instance" in _label_keys(config) and ("instance" not in builder.info.features
                                             or meta.get("has_instances", True) is False):
-    raise UserError(f"Dataset '{config.dataset.name}' has no instance labels; remove "
-                    "config.model.instance_head or config.model.head (the head that predicts them), or "
-                    "choose a dataset with instances.")
+    raise UserError(f"Dataset '{config.dataset.name}' has no instance labels, which head "
+                    f"'{config.model.head}' learns from; choose a semantic head (config.model.head) or a "
+                    "dataset with instances.")
   config = config.copy_and_resolve_references()
   from_data = {"num_classes": len(names), "thing_classes": tuple(int(c) for c in things),
                "ignore_label": descriptor.ignore_label, "label_divisor": descriptor.label_divisor,

@@ -1,5 +1,5 @@
 """The one inference function: variables and images in, the common outputs out (semantic map, and
-with an instance head the instances and panoptic map), under the evaluation protocol the config
+with a head that predicts instances the instances and panoptic map), under the evaluation protocol the config
 names, all inside jit with static shapes; the config's head (segjax.heads) post-processes. Eval,
 predict, the benchmark and export call it.
 
@@ -106,7 +106,7 @@ def _spread(weight, x):
   return weight.reshape((1, *weight.shape) + (1,) * (x.ndim - 3))
 
 
-def _slide(apply, images, p):
+def _slide(apply, images, p, kinds):
   """Dense outputs of `images` from windows of p.window, one at a time (the memory of one window)."""
   n, h, w, _ = images.shape
   (wh, ww), (sh, sw) = p.window, p.stride
@@ -118,7 +118,7 @@ def _slide(apply, images, p):
     return jax.tree.map(lambda o: o[:, :h, :w], apply(images))
   crops = jnp.stack([images[:, y:y + wh, x:x + ww] for y, x in corners])
   outs = jax.lax.map(apply, crops)
-  whole = [k for k in outs if _kind(k) == "global"]
+  whole = [k for k in outs if kinds.get(k) == "global"]
   if whole:
     raise ValueError(f"Output {whole[0]} is one value per image, which sliding windows cannot stitch: "
                      "use config.eval.mode='whole' with this head.")
@@ -132,27 +132,22 @@ def _slide(apply, images, p):
   return jax.tree.map(lambda t: (t / _spread(count, t))[:, :h, :w], total)
 
 
-def _kind(key):
-  """How output `key` averages over views, as its head declares (a map unless it says otherwise)."""
-  return heads.output_kinds().get(key, "dense")
-
-
-def _flip(outputs):
+def _flip(outputs, kinds):
   """Mirrors dense outputs left-right; a displacement's x changes sign."""
   flipped = {}
   for k, v in outputs.items():
-    kind = _kind(k)
+    kind = kinds.get(k, "dense")
     flipped[k] = v if kind == "global" else jnp.flip(v, axis=2)
     if kind == "displacement":
       flipped[k] = flipped[k] * jnp.array([1.0, -1.0], v.dtype)
   return flipped
 
 
-def _resize(outputs, size):
+def _resize(outputs, size, kinds):
   """Dense outputs bilinearly resized to `size`; displacements also scaled by the resize factor."""
   resized = {}
   for k, v in outputs.items():
-    kind = _kind(k)
+    kind = kinds.get(k, "dense")
     if kind == "global":
       resized[k] = v
       continue
@@ -163,12 +158,13 @@ def _resize(outputs, size):
   return resized
 
 
-def dense_outputs(apply, images, p):
+def dense_outputs(apply, images, p, kinds):
   """The model's dense outputs for `images` (N, H, W, 3) at (H, W), averaged over the protocol's
-  scales and flips (semantic logits then as log mean probabilities); `apply` maps images to a dict
-  of dense outputs at their size."""
+  scales and flips (class probabilities then as log mean probabilities); `apply` maps images to a
+  dict of dense outputs at their size, `kinds` says how each averages (its head's Head.outputs; a
+  map unless it says otherwise)."""
   size = images.shape[1:3]
-  one_pass = functools.partial(_slide, apply, p=p) if p.mode == "slide" else apply
+  one_pass = functools.partial(_slide, apply, p=p, kinds=kinds) if p.mode == "slide" else apply
   views = [(scale, flipped) for scale in p.scales for flipped in ((False, True) if p.flip else (False,))]
   total = None
   for scale, flipped in views:
@@ -176,19 +172,19 @@ def dense_outputs(apply, images, p):
     x = images if scaled == size else jax.image.resize(images, (images.shape[0], *scaled, 3), "bilinear",
                                                        antialias=False)
     out = one_pass(jnp.flip(x, axis=2) if flipped else x)
-    out = _flip(out) if flipped else out
-    out = out if scaled == size else _resize(out, size)
+    out = _flip(out, kinds) if flipped else out
+    out = out if scaled == size else _resize(out, size, kinds)
     if len(views) == 1:
       return out  # one pass: the model's own logits, bit for bit
-    out = {k: jax.nn.softmax(v, axis=-1) if _kind(k) == "probabilities" else v for k, v in out.items()}
+    out = {k: jax.nn.softmax(v, axis=-1) if kinds.get(k) == "probabilities" else v for k, v in out.items()}
     total = out if total is None else jax.tree.map(jnp.add, total, out)  # a running sum: one pass held
   mean = jax.tree.map(lambda t: t / len(views), total)
-  return {k: jnp.log(v) if _kind(k) == "probabilities" else v for k, v in mean.items()}  # log-probabilities
+  return {k: jnp.log(v) if kinds.get(k) == "probabilities" else v for k, v in mean.items()}  # log-probabilities
 
 
 def postprocess_outputs(outputs, config, sort=False):
   """The common outputs of a batch's dense outputs, by the config's head (`sort`: see
-  postprocess.find_centers)."""
+  panoptic_deeplab.find_centers)."""
   return heads.get(config).postprocess(outputs, config, sort)
 
 
@@ -202,10 +198,10 @@ def flatten(result):
 def make_inference_fn(model, config, sort=False):
   """infer(variables, images) -> common outputs; pure and jittable. `variables` holds `params` and
   `batch_stats`; images are (N, H, W, 3) in [0, 1]."""
-  p = protocol(config)
+  p, kinds = protocol(config), heads.get(config).outputs
 
   def infer(variables, images):
     apply = lambda x: model.apply(variables, x, train=False)
-    return postprocess_outputs(dense_outputs(apply, images, p), config, sort)
+    return postprocess_outputs(dense_outputs(apply, images, p, kinds), config, sort)
 
   return infer

@@ -4,11 +4,12 @@ import json
 import os
 from typing import Any, NamedTuple
 
+from absl import logging
 import jax
 import ml_collections
 import numpy as np
 
-from segjax.config import base_config
+from segjax.config import base_config, upgraded
 from segjax.engine.checkpoint import Checkpointer
 from segjax.errors import UserError
 from segjax.heads import build_segmenter
@@ -28,7 +29,10 @@ def load(workdir):
   if not os.path.exists(config_path):
     raise UserError(f"No config.json in '{workdir}'; pass the --workdir of a segjax.main run.")
   with open(config_path) as f:
-    config = ml_collections.ConfigDict(json.load(f))
+    saved, moved = upgraded(json.load(f))
+  if moved:
+    logging.warning("'%s': %s", workdir, moved)
+  config = ml_collections.ConfigDict(saved)
   if (not isinstance(config.input.crop_size, (list, tuple)) or config.dataset.get("label_divisor") is None
       or "init_from" not in config.model):
     raise UserError(f"'{workdir}' was trained by an older segjax (its config.json lacks keys this "

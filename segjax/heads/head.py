@@ -1,10 +1,24 @@
 """The head contract: what a head owns, so that the trainer, the evaluator, predict, the benchmark,
-export and the data pipeline ask it and never test for a head's name or an output key."""
+export, the data pipeline and the config's check ask it and never test for a head's name, an
+output key or a key of its own."""
+
+# The panoptic map's value of pixels in no segment (the common outputs' `panoptic`).
+VOID = -1
 
 
 class Head:
-  """One head: its Flax modules, its targets, its loss, its post-processing and the metrics that
-  apply. A subclass overrides what differs; one instance per name lives in segjax.heads.HEADS."""
+  """One head: its config keys, its decoders (Flax modules), its targets, its loss, its
+  post-processing and the metrics that apply. A subclass overrides what differs; one instance per
+  name lives in segjax.heads.HEADS, and config.model.head names it."""
+
+  # Its config keys and their defaults, by section ({"loss": {"toy_weight": 1.0}}): what it reads
+  # beyond segjax's own keys (segjax.config.base_config). A config of this head holds them
+  # (segjax.config.set_head adds them), and the check knows them: a typo is caught by name.
+  defaults = {}
+  # What each of its keys accepts beyond the type of its default: {"loss.toy_weight": (test, what
+  # to give)}, e.g. segjax.checks.WEIGHT. Keys ending in _kwargs are a module's keyword arguments,
+  # checked by the module.
+  rules = {}
 
   # Label maps of the dataset its targets are made from ("semantic", and "instance" for a head
   # that predicts instances); a dataset without one of them is refused before training.
@@ -19,12 +33,14 @@ class Head:
   outputs = {}
 
   def modules(self, model_config, num_classes, dtype):
-    """((variable scope, Flax module, output key or None), ...): each module maps (features, size,
-    train) to its outputs at input resolution, a dict, or one array named by its output key."""
+    """Its decoders, ((variable scope, Flax module, output key or None), ...): each module maps
+    (features, size, train) to its outputs at input resolution, a dict, or one array named by its
+    output key. The scopes name the parameters in checkpoints and converted files."""
     raise NotImplementedError
 
   def check(self, config):
-    """Raises UserError for a config value this head cannot work with (called by validation)."""
+    """Raises UserError for values this head cannot work with together (called by validation,
+    once each key has passed its rule)."""
 
   def targets(self, semantic, instance, config):
     """The targets its loss needs, made in tf.data from one cropped example's (H, W) int32 label
@@ -44,7 +60,7 @@ class Head:
   def postprocess(self, outputs, config, sort=False):
     """The common outputs of a batch's dense outputs, inside jit: always `semantic` (N, H, W); with
     "instances" in metrics also `instances` (instance_map (N, H, W) of slot + 1, valid, classes,
-    scores (N, K)) and `panoptic` (N, H, W). `sort`: see segjax.heads.postprocess.find_centers."""
+    scores (N, K)) and `panoptic` (N, H, W). `sort`: see segjax.heads.panoptic_deeplab.find_centers."""
     raise NotImplementedError
 
   def tiny(self, c):

@@ -24,17 +24,6 @@ def semantic_cross_entropy(logits, labels, ignore_label, top_k=1.0):
   return jnp.mean(hardest)
 
 
-def _weighted_mean(values, weights):
-  return jnp.sum(values * weights) / jnp.maximum(jnp.sum(weights), 1.0)
-
-
-def center_offset_losses(center, offsets, batch):
-  """Panoptic-DeepLab's centre heatmap MSE and offset L1 (in pixels), each a mean over its weights."""
-  mse = _weighted_mean((center.astype(jnp.float32) - batch["center"]) ** 2, batch["center_weight"])
-  l1 = _weighted_mean(jnp.abs(offsets.astype(jnp.float32) - batch["offsets"]).sum(-1), batch["offset_weight"])
-  return mse, l1
-
-
 def point_sample(maps, points):
   """Bilinear values of (h, w, K) maps at P points (P, 2) of (y, x) in [0, 1], zero outside, as
   PyTorch's grid_sample(align_corners=False) samples Mask2Former's masks: (P, K)."""

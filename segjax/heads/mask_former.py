@@ -1,8 +1,7 @@
-"""Mask classification (Mask2Former): N queries, each a class or "no object" and a mask, matched one
-to one to the crop's segments by the Hungarian algorithm on device; losses on sampled points.
-
-config.model.head="mask_former", its module's keyword arguments in config.model.head_kwargs
-(segjax/models/mask_former.py), loss weights and points in config.loss, thresholds in
+"""Mask classification (Mask2Former; config.model.head="mask_former"): N queries, each a class or
+"no object" and a mask, matched one to one to the crop's segments by the Hungarian algorithm on
+device; losses on sampled points. Its decoder's keyword arguments in config.model.decoder_kwargs
+(segjax/models/mask_former_decoder.py), loss weights and points in config.loss, thresholds in
 config.postprocess.
 """
 import functools
@@ -11,12 +10,12 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from segjax import checks
 from segjax.errors import UserError
 from segjax.heads import losses, matcher
-from segjax.heads.head import Head
-from segjax.heads.postprocess import VOID
-from segjax.heads.semantic import pixel_accuracy
-from segjax.models.mask_former import MASK_HEADS, MaskFormerHead
+from segjax.heads.head import VOID, Head
+from segjax.heads.semantic import Semantic, pixel_accuracy
+from segjax.models.mask_former_decoder import MASK_DECODERS, MaskFormerDecoder
 from segjax.models.segmenter import build
 
 
@@ -24,28 +23,58 @@ class MaskFormer(Head):
   label_keys = ("semantic", "instance")
   metrics = ("semantic", "instances", "panoptic")
   outputs = {"class_logits": "global", "mask_logits": "dense"}
+  defaults = {
+      "model": {"decoder": "mask_former", "decoder_kwargs": {}},
+      "loss": {
+          # The auxiliary per-pixel loss's (decoder_kwargs.aux_semantic): as the semantic head's.
+          **Semantic.defaults["loss"],
+          # Mask2Former's matching costs and loss weights of the class, the mask's sigmoid
+          # cross-entropy and its dice; the "no object" class's weight; points per mask.
+          "class_weight": 2.0,
+          "mask_weight": 5.0,
+          "dice_weight": 5.0,
+          "no_object_weight": 0.1,
+          "num_points": 12544,  # 112 * 112
+          "oversample_ratio": 3.0,  # points drawn per point kept, for the uncertainty sampling
+          "importance_sample_ratio": 0.75,  # share of the kept points that are the most uncertain
+          "max_segments": 100,  # target segments per image; a crop with more keeps the largest
+      },
+      # A query is kept when its class score is above this, and its segment when it keeps this
+      # share of its own mask after overlaps are resolved (Mask2Former's 0.8 and 0.8).
+      "postprocess": {"object_mask_threshold": 0.8, "overlap_threshold": 0.8},
+  }
+  rules = {
+      **Semantic.rules,
+      **{f"loss.{k}": checks.WEIGHT for k in ("class_weight", "mask_weight", "dice_weight", "no_object_weight")},
+      "loss.num_points": checks.AT_LEAST_1,
+      "loss.oversample_ratio": checks.number_in(lambda v: v >= 1, ">= 1"),
+      "loss.importance_sample_ratio": checks.UNIT,
+      "loss.max_segments": checks.AT_LEAST_1,
+      "postprocess.object_mask_threshold": checks.UNIT,
+      "postprocess.overlap_threshold": checks.UNIT,
+  }
 
   def modules(self, model_config, num_classes, dtype):
-    return (("head", build(MASK_HEADS, model_config, "head", num_classes=num_classes, dtype=dtype), None),)
+    # The scope keeps its name from when decoders were called heads: checkpoints read as before.
+    return (("head", build(MASK_DECODERS, model_config, "decoder", num_classes=num_classes, dtype=dtype), None),)
 
   def check(self, config):
-    queries = config.model.head_kwargs.get("num_queries", MaskFormerHead.num_queries)
+    queries = config.model.decoder_kwargs.get("num_queries", MaskFormerDecoder.num_queries)
     if config.eval.mode != "whole":
       raise UserError(f"config.eval.mode is '{config.eval.mode}', but mask_former's queries are one set per "
                       "image, which sliding windows cannot stitch: use config.eval.mode='whole'.")
     if config.loss.max_segments > queries:
       raise UserError(f"config.loss.max_segments is {config.loss.max_segments}, more than the "
-                      f"{queries} queries of config.model.head_kwargs.num_queries: each segment needs a "
+                      f"{queries} queries of config.model.decoder_kwargs.num_queries: each segment needs a "
                       "query of its own; give at most as many segments as queries.")
     divisor = config.dataset.label_divisor
     if divisor is not None and queries >= divisor:
-      raise UserError(f"config.model.head_kwargs.num_queries is {queries}, not below config.dataset."
+      raise UserError(f"config.model.decoder_kwargs.num_queries is {queries}, not below config.dataset."
                       f"label_divisor={divisor}: instance ids would run into the next class's panoptic ids.")
 
   def targets(self, semantic, instance, config):
-    from segjax.data import targets  # pylint: disable=g-import-not-at-top  (TensorFlow: tf.data only)
-    return targets.segment_targets(semantic, instance, tuple(config.dataset.thing_classes),
-                                   config.dataset.ignore_label, config.loss.max_segments)
+    return segment_targets(semantic, instance, tuple(config.dataset.thing_classes),
+                           config.dataset.ignore_label, config.loss.max_segments)
 
   def synthetic_targets(self, config, key, n, size):
     m, (a, b) = config.loss.max_segments, jax.random.split(key)
@@ -68,7 +97,7 @@ class MaskFormer(Head):
     parts = {"class_ce": ce[-1], "mask_ce": bce[-1], "mask_dice": dice[-1],
              "pixel_acc": _pixel_accuracy(classes[:, -1], masks[:, -1], batch["semantic"],
                                           config.dataset.ignore_label)}
-    if "aux_semantic_logits" in outputs:  # head_kwargs.aux_semantic
+    if "aux_semantic_logits" in outputs:  # decoder_kwargs.aux_semantic
       # At its own stride 4, on the labels there: upsampled to the crop, it took a tenth of a CPU
       # step, and it is there to teach the backbone shapes, not borders.
       logits = outputs["aux_semantic_logits"]
@@ -85,7 +114,7 @@ class MaskFormer(Head):
             outputs["class_logits"], outputs["mask_logits"])
 
   def tiny(self, c):
-    c.model.head_kwargs.update(num_queries=8, hidden=16, mask_dim=16, layers=3, heads=2, ffn=32)
+    c.model.decoder_kwargs.update(num_queries=8, hidden=16, mask_dim=16, layers=3, heads=2, ffn=32)
     c.loss.num_points, c.loss.max_segments = 64, 8
 
 
@@ -171,3 +200,31 @@ def _inference(class_logits, mask_logits, *, thing_classes, label_divisor, objec
   instances = {"instance_map": jnp.where(on & thing[owner], owner + 1, 0).astype(jnp.int32), "valid": valid,
                "classes": label, "scores": jnp.where(valid, score * inside, 0.0)}
   return {"semantic": semantic, "instances": instances, "panoptic": panoptic.astype(jnp.int32)}
+
+
+def segment_targets(semantic, instance, thing_classes, ignore_label, max_segments):
+  """Mask classification targets, in tf.data: the crop's segments (each thing instance; all pixels of one stuff
+  class) as a padded set of `max_segments`, the largest kept when there are more.
+
+  Returns segments (H, W) int32, the slot of each pixel's segment (-1: in none: ignored, crowd),
+  segment_classes (max_segments,) int32 and segment_valid (max_segments,) bool. The masks are the
+  slots of the one map, so a set of 100 costs one (H, W) map, not 100.
+  """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top  (tf.data only: not on the model's path)
+  semantic, instance = tf.cast(semantic, tf.int64), tf.cast(instance, tf.int64)
+  h, w = tf.shape(semantic)[0], tf.shape(semantic)[1]
+  is_thing = tf.reduce_any(semantic[..., None] == tf.constant(thing_classes, tf.int64), axis=-1)
+  labelled = (semantic != ignore_label) & ~(is_thing & (instance == 0))  # crowd: in no segment
+  key = semantic * 2**32 + tf.where(is_thing, instance, 0)
+  key = tf.reshape(tf.where(labelled, key, -1), [-1])
+  keys, ids = tf.unique(tf.concat([[-1], key], axis=0))  # -1 first: none is segment 0
+  n = tf.size(keys)
+  area = tf.math.unsorted_segment_sum(tf.ones_like(ids), ids, n)[1:]
+  order = tf.argsort(area, direction="DESCENDING", stable=True)[:max_segments]
+  slot = tf.tensor_scatter_nd_update(tf.fill([n - 1], -1), order[:, None], tf.range(tf.size(order)))
+  segments = tf.gather(tf.concat([[-1], slot], axis=0), ids[1:])
+  classes = tf.cast(tf.gather(keys[1:], order) // 2**32, tf.int32)
+  pad = max_segments - tf.size(order)
+  return {"segments": tf.reshape(segments, [h, w]),
+          "segment_classes": tf.pad(classes, [[0, pad]]),
+          "segment_valid": tf.pad(tf.ones_like(classes, tf.bool), [[0, pad]])}

@@ -1,5 +1,5 @@
-"""Joins a backbone and a head's modules; picks and builds modules by name, checking their keyword
-arguments (the registry helpers that segjax.heads builds the model of a config with)."""
+"""Joins a backbone and decoders; picks and builds modules by name, checking their keyword arguments
+(the registry helpers that segjax.heads builds the model of a config with)."""
 import dataclasses
 import difflib
 from typing import Optional, Sequence, Tuple
@@ -7,26 +7,26 @@ from typing import Optional, Sequence, Tuple
 import flax.linen as nn
 import jax.numpy as jnp
 
-from segjax.models.backbones import BACKBONES
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
 class Segmenter(nn.Module):
-  """One backbone and the modules of one head (segjax.heads), all reading the same features.
+  """One backbone and the decoders of one head (segjax.heads), all reading the same features.
 
-  `heads` holds (variable scope, module, output key or None): each module is a top-level scope of
-  its own name (`semantic_head`, `instance_head`, ...), maps (features, size, train) to its outputs
-  at input resolution and gives a dict, or one array that takes the output key. Outputs are float32.
+  `decoders` holds (variable scope, module, output key or None): each module is a top-level scope
+  of its own name (`semantic_head`, `instance_head`, ...), maps (features, size, train) to its
+  outputs at input resolution and gives a dict, or one array that takes the output key. Outputs
+  are float32.
   """
   backbone: nn.Module
-  heads: Sequence[Tuple[str, nn.Module, Optional[str]]]
+  decoders: Sequence[Tuple[str, nn.Module, Optional[str]]]
 
   @nn.compact
   def __call__(self, images, train=False):
     features = self.backbone(images, train)
     outputs = {}
-    for name, module, key in self.heads:
+    for name, module, key in self.decoders:
       out = module.clone(name=name, parent=self)(features, images.shape[1:3], train)
       outputs.update(out if key is None else {key: out})
     return {k: v.astype(jnp.float32) for k, v in outputs.items()}

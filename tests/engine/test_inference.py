@@ -6,7 +6,6 @@ import os
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 
@@ -14,7 +13,8 @@ import oracle
 from segjax.config import base_config
 from segjax.engine import inference
 from segjax.errors import UserError
-from segjax.heads import postprocess
+from segjax import heads
+from segjax.heads import panoptic_deeplab
 
 
 def _conv_net(seed, mirror=False, channels=4):
@@ -41,41 +41,42 @@ def _protocol(**kw):
 
 
 IMAGES = jax.random.uniform(jax.random.key(0), (2, 40, 56, 3))
+KINDS = heads.HEADS["panoptic_deeplab"].outputs  # semantic_logits: probabilities; offsets: displacement
 
 
 def test_a_window_the_size_of_the_image_is_the_whole_image_pass():
   apply = jax.jit(_conv_net(1))
-  whole = inference.dense_outputs(apply, IMAGES, _protocol())
-  slide = inference.dense_outputs(apply, IMAGES, _protocol(mode="slide", window=(40, 56), stride=(20, 28)))
+  whole = inference.dense_outputs(apply, IMAGES, _protocol(), KINDS)
+  slide = inference.dense_outputs(apply, IMAGES, _protocol(mode="slide", window=(40, 56), stride=(20, 28)), KINDS)
   np.testing.assert_array_equal(slide["semantic_logits"], whole["semantic_logits"])
 
 
 def test_windows_with_a_margin_past_the_receptive_field_equal_the_whole_image():
   apply = _conv_net(2)
-  whole = inference.dense_outputs(apply, IMAGES, _protocol())["semantic_logits"]
+  whole = inference.dense_outputs(apply, IMAGES, _protocol(), KINDS)["semantic_logits"]
   # Windows 16x24 every 10x14 (the last ones flush with the end): overlaps of 6 and 10 pixels.
   slide = functools.partial(_protocol, mode="slide", window=(16, 24), stride=(10, 14))
-  trimmed = inference.dense_outputs(apply, IMAGES, slide(margin=(2, 2)))["semantic_logits"]
+  trimmed = inference.dense_outputs(apply, IMAGES, slide(margin=(2, 2)), KINDS)["semantic_logits"]
   np.testing.assert_allclose(trimmed, whole, rtol=1e-5, atol=1e-5)
   # mmsegmentation's plain mean lets each window's zero-padded border into the average.
-  mean = inference.dense_outputs(apply, IMAGES, slide())["semantic_logits"]
+  mean = inference.dense_outputs(apply, IMAGES, slide(), KINDS)["semantic_logits"]
   assert np.abs(mean - whole).max() > 1e-2
   # A stride that leaves no overlap: no margin is possible, and the borders differ.
-  tiled = inference.dense_outputs(apply, IMAGES, slide(stride=(16, 24)))["semantic_logits"]
+  tiled = inference.dense_outputs(apply, IMAGES, slide(stride=(16, 24)), KINDS)["semantic_logits"]
   assert np.isfinite(tiled).all() and np.abs(tiled - whole).max() > 1e-2
 
 
 def test_an_image_smaller_than_the_window_is_padded_to_it():
   apply = _conv_net(3)
   small = IMAGES[:, :12, :20]
-  out = inference.dense_outputs(apply, small, _protocol(mode="slide", window=(16, 24), stride=(8, 8)))
+  out = inference.dense_outputs(apply, small, _protocol(mode="slide", window=(16, 24), stride=(8, 8)), KINDS)
   padded = jnp.pad(small, ((0, 0), (0, 4), (0, 4), (0, 0)))
   np.testing.assert_allclose(out["semantic_logits"], apply(padded)["semantic_logits"][:, :12, :20],
                              rtol=1e-6, atol=1e-6)
 
 
 def _probabilities(apply, p):
-  return jax.nn.softmax(inference.dense_outputs(apply, IMAGES, p)["semantic_logits"], axis=-1)
+  return jax.nn.softmax(inference.dense_outputs(apply, IMAGES, p, KINDS)["semantic_logits"], axis=-1)
 
 
 def test_flip_of_a_mirror_symmetric_model_equals_one_pass():
@@ -92,7 +93,7 @@ def test_passes_average_probabilities_not_logits():
   def apply(x):  # (8, -8) on the left half of the image, (0, 0) on the right
     left = (jnp.arange(x.shape[2]) < x.shape[2] // 2)[None, None, :, None]
     return {"semantic_logits": jnp.broadcast_to(jnp.where(left, jnp.array([8.0, -8.0]), 0.0), x.shape[:3] + (2,))}
-  out = inference.dense_outputs(apply, IMAGES, _protocol(flip=True))["semantic_logits"]
+  out = inference.dense_outputs(apply, IMAGES, _protocol(flip=True), KINDS)["semantic_logits"]
   # A left pixel is (8, -8) in one pass and (0, 0) in the mirrored one: the mean of the two passes'
   # probabilities, p = 0.75, where averaged logits (4, -4) would give 0.9997.
   want = (jax.nn.softmax(jnp.array([8.0, -8.0])) + 0.5) / 2
@@ -122,24 +123,23 @@ def _truth_model(images):
 
 
 def _instance_config():
-  c = base_config()
+  c = base_config("panoptic_deeplab")  # the head that post-processes centres and offsets
   c.dataset.thing_classes, c.dataset.label_divisor = (1, 2, 3), 1000
   c.postprocess.min_stuff_area, c.postprocess.nms_kernel = 1, 3
-  c.model.instance_head = "center_offset"  # the head that post-processes centres and offsets
   return c
 
 
 def test_centres_and_offsets_of_the_flipped_image_flipped_back_give_the_same_instances():
   config = _instance_config()
   post = lambda p: jax.device_get(inference.postprocess_outputs(
-      inference.dense_outputs(_truth_model, _scene(), p), config))
+      inference.dense_outputs(_truth_model, _scene(), p, KINDS), config))
   one, both = post(_protocol()), post(_protocol(flip=True))
   assert one["instances"]["valid"].sum() == 3  # the oracle leaves out instance 4's centre on purpose
   for key in ("instance_map", "valid", "classes", "scores"):
     np.testing.assert_array_equal(both["instances"][key], one["instances"][key], err_msg=key)
   np.testing.assert_array_equal(both["panoptic"], one["panoptic"])
   # The flipped pass alone, mirrored back, predicts the same offsets: x changes sign.
-  flipped = inference._flip(_truth_model(jnp.flip(_scene(), axis=2)))
+  flipped = inference._flip(_truth_model(jnp.flip(_scene(), axis=2)), KINDS)
   np.testing.assert_array_equal(flipped["offsets"], _truth_model(_scene())["offsets"])
 
 
@@ -152,8 +152,8 @@ def _pointing_model(images):
 
 
 def test_offsets_scale_with_the_image():
-  one = inference.dense_outputs(_pointing_model, IMAGES, _protocol())["offsets"]
-  scaled = inference.dense_outputs(_pointing_model, IMAGES, _protocol(scales=(0.5, 2.0)))["offsets"]
+  one = inference.dense_outputs(_pointing_model, IMAGES, _protocol(), KINDS)["offsets"]
+  scaled = inference.dense_outputs(_pointing_model, IMAGES, _protocol(scales=(0.5, 2.0)), KINDS)["offsets"]
   error = np.abs(scaled - one)
   # Exact inside; at the border a half-size pass's pixels reach past the edge (0.5 px).
   assert np.median(error) < 1e-3 and error.max() <= 0.5 + 1e-4, error.max()
@@ -187,7 +187,7 @@ def test_the_sliding_window_defaults_to_the_crop_and_two_thirds_of_it():
 
 def test_centres_by_sort_are_those_of_top_k_ties_included():
   heat = jnp.round(jax.random.uniform(jax.random.key(5), (3, 24, 40)) * 4) / 4  # many equal peaks
-  find = lambda sort: jax.vmap(lambda c: postprocess.find_centers(c, 0.2, 3, 12, sort))(heat)
+  find = lambda sort: jax.vmap(lambda c: panoptic_deeplab.find_centers(c, 0.2, 3, 12, sort))(heat)
   for a, b in zip(find(False), find(True)):
     np.testing.assert_array_equal(a, b)
 

@@ -222,8 +222,8 @@ def test_unwritable_workdir(data_dir, tmp_path):
 
 
 def test_unknown_model_and_dataset(data_dir, tmp_path):
-  with pytest.raises(UserError, match=r"Unknown semantic_head 'fcn'"):
-    train.train_and_evaluate(tiny_config(data_dir, **{"model.semantic_head": "fcn"}), str(tmp_path))
+  with pytest.raises(UserError, match=r"Unknown decoder 'fcn'"):
+    train.train_and_evaluate(tiny_config(data_dir, **{"model.decoder": "fcn"}), str(tmp_path))
   with pytest.raises(UserError, match=r"Unknown dataset 'cityscapez'"):
     train.train_and_evaluate(tiny_config(data_dir, **{"dataset.name": "cityscapez"}), str(tmp_path / "run"))
   assert not os.path.exists(tmp_path / "run")  # nothing made before the data is known

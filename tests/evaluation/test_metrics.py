@@ -10,7 +10,7 @@ from pycocotools.cocoeval import COCOeval
 
 from segjax.evaluation import CocoMaskEvaluator, PanopticQuality, panoptic_from_labels, score_files
 from segjax.evaluation import confusion_matrix, semantic_metrics
-from segjax.heads import postprocess
+from segjax.heads import panoptic_deeplab
 
 
 def test_confusion_matrix_and_miou_by_hand():
@@ -113,9 +113,9 @@ def test_panoptic_fusion_by_hand():
   slots[2, 4:6] = 3  # a small thing, 2 pixels: kept
   inst = {"instance_map": jnp.asarray(slots), "valid": jnp.array([True, False, True]),
           "classes": jnp.array([1, 0, 1]), "scores": jnp.array([0.9, 0.5, 0.8])}
-  out = postprocess.panoptic_fusion(semantic, inst, thing_classes=(1, 2), min_stuff_area=3,
+  out = panoptic_deeplab.panoptic_fusion(semantic, inst, thing_classes=(1, 2), min_stuff_area=3,
                                     label_divisor=1000)
-  v = postprocess.VOID
+  v = panoptic_deeplab.VOID
   # Slot k of class c is c * 1000 + k + 1; stuff 3 has 2 pixels (< 3): void; the class-2 pixels no
   # instance claims: void; stuff 0 (8 pixels) keeps its id.
   np.testing.assert_array_equal(out, [[0, 0, 0, 1001, 1001, v],

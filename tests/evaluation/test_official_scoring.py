@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from conftest import tiny_panoptic_config
+from conftest import tiny_config, tiny_panoptic_config
 from fakes import ade20k, cityscapes, coco_panoptic, folder, pascal_voc
 import oracle
 from segjax import data, visualize
@@ -33,9 +33,9 @@ def fake_config(name, tmp_path, instances):
   """A resolved tiny config on the fake files of dataset `name`, written under tmp_path."""
   root = str(tmp_path / "raw")
   FORMATS[name].write(root)
-  config = tiny_panoptic_config(str(tmp_path / "tfds"), **{
-      "dataset.name": name, "dataset.manual_dir": root, "postprocess.min_stuff_area": 0,
-      "model.instance_head": "center_offset" if instances else ""})
+  settings = {"dataset.name": name, "dataset.manual_dir": root}
+  config = (tiny_panoptic_config(str(tmp_path / "tfds"), **settings, **{"postprocess.min_stuff_area": 0})
+            if instances else tiny_config(str(tmp_path / "tfds"), **settings))
   with config.unlocked():
     for key in ("num_classes", "thing_classes", "label_divisor", "label_ids"):
       config.dataset[key] = None  # from the descriptor
@@ -211,7 +211,8 @@ def test_an_instance_head_on_a_folder_without_instances_is_refused(tmp_path):
   with config.unlocked():
     for key in ("num_classes", "thing_classes", "label_divisor", "label_ids"):
       config.dataset[key] = None
-  with pytest.raises(UserError, match="Dataset 'folder' has no instance labels; remove config.model.instance_head"):
+  with pytest.raises(UserError, match="Dataset 'folder' has no instance labels, which head 'panoptic_deeplab' learns from; choose a "
+                                       "semantic head"):
     data.resolve(config)
 
 

@@ -1,12 +1,12 @@
-"""The head contract (a head added from outside segjax trains), and the mask classification head's
-parts against known answers: the matcher against scipy, targets, point sampling, inference, losses."""
+"""The head contract (its callers name no head), and the mask classification head's parts against
+known answers: the matcher against scipy, targets, point sampling, inference, losses. A head added
+from outside segjax: tests/heads/test_own_head.py."""
 import functools
 import glob
 import json
 import os
 import re
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -14,64 +14,20 @@ import pytest
 import scipy.ndimage
 import scipy.optimize
 
-from conftest import tiny_config, tiny_panoptic_config
+from conftest import tiny_config
 from segjax import heads
 from segjax.engine import train
 from segjax.heads import losses, matcher
 from segjax.heads import mask_former
-from segjax.heads.head import Head
-from segjax.models.mask_former import PixelDecoder, attention_mask
+from segjax.models.mask_former_decoder import PixelDecoder, attention_mask
 
 _SEGJAX = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "segjax")
 
 
-class _Foreground(nn.Module):
-  """Class logits and a foreground logit, each a 1x1 conv of the deepest features."""
-  num_classes: int
-
-  @nn.compact
-  def __call__(self, features, size, train):
-    x = features["out"]
-    up = lambda y: jax.image.resize(y, (y.shape[0], *size, y.shape[-1]), "bilinear")
-    return {"toy_logits": up(nn.Conv(self.num_classes, (1, 1))(x)), "toy_fg": up(nn.Conv(1, (1, 1))(x))[..., 0]}
-
-
-class _Toy(Head):
-  """A head no segjax module knows: its own module, a target made in tf.data, its own loss."""
-  outputs = {"toy_logits": "probabilities", "toy_fg": "dense"}
-
-  def modules(self, model_config, num_classes, dtype):
-    return (("toy_head", _Foreground(num_classes), None),)
-
-  def targets(self, semantic, instance, config):
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    return {"toy_foreground": tf.cast((semantic > 0) & (semantic != config.dataset.ignore_label), tf.float32)}
-
-  def loss(self, outputs, batch, config, key=None):
-    ce = losses.semantic_cross_entropy(outputs["toy_logits"], batch["semantic"], config.dataset.ignore_label)
-    fg = jnp.mean(losses.sigmoid_ce(outputs["toy_fg"], batch["toy_foreground"]))
-    return ce + fg, {"toy_ce": ce, "toy_fg_ce": fg}
-
-  def postprocess(self, outputs, config, sort=False):
-    return {"semantic": jnp.argmax(outputs["toy_logits"], -1).astype(jnp.int32)}
-
-
-def test_a_head_registered_from_a_test_file_trains_and_is_scored(data_dir, tmp_path, monkeypatch):
-  monkeypatch.setitem(heads.HEADS, "toy", _Toy())
-  config = tiny_config(data_dir, total_steps=1, eval_every=1, checkpoint_every=1, **{"model.head": "toy"})
-  state = train.train_and_evaluate(config, str(tmp_path))
-  assert set(state.params) == {"backbone", "toy_head"}
-  lines = [json.loads(l) for l in open(tmp_path / "metrics.jsonl")]
-  (trained,) = [l for l in lines if l["kind"] == "train"]
-  assert trained["step"] == 1 and np.isfinite(trained["toy_fg_ce"]) and trained["toy_fg_ce"] > 0
-  assert trained["loss"] == pytest.approx(trained["toy_ce"] + trained["toy_fg_ce"], rel=1e-5)
-  (scored,) = [l for l in lines if l["kind"] == "eval"]
-  assert 0 <= scored["miou"] <= 1 and "pq" not in scored  # its metrics: semantic only
-
-
 def test_an_unknown_head_is_named_with_the_choices():
-  config = tiny_config("/nonexistent", **{"model.head": "mask_formr"})
-  with pytest.raises(ValueError, match=r"Unknown head 'mask_formr': choose one of center_offset, mask_former, "
+  config = tiny_config("/nonexistent")
+  config.model.head = "mask_formr"
+  with pytest.raises(ValueError, match=r"Unknown head 'mask_formr': choose one of mask_former, panoptic_deeplab, "
                                        r"semantic \(config.model.head\)"):
     heads.get(config)
 
@@ -83,12 +39,12 @@ _CALLERS = tuple(sorted(os.path.relpath(p, _SEGJAX) for p in glob.glob(os.path.j
 @pytest.mark.parametrize("name", _CALLERS)
 def test_the_callers_of_heads_name_no_head_and_no_output(name):
   """Everything outside segjax/heads asks the head: no head's name, no head's output key, no test
-  of config.model.instance_head."""
+  of config.model.head."""
   source = open(os.path.join(_SEGJAX, name)).read()
   named = {k for head in heads.HEADS.values() for k in head.outputs} | set(heads.HEADS) - {"semantic"}  # a common output
   for word in sorted(named):
     assert not re.search(rf"[\"']{word}[\"']", source), (name, word)
-  assert not re.search(r"\bif\b[^\n]*instance_head", source), name
+  assert not re.search(r"\bif\b[^\n]*model\.head\b", source), name
 
 
 def _scipy_total(cost, valid):
@@ -118,7 +74,6 @@ def test_the_matcher_finds_scipys_least_total_cost_under_jit_and_vmap(queries, t
 
 def test_segment_targets_are_instances_and_stuff_classes_largest_first():
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from segjax.data import targets  # pylint: disable=g-import-not-at-top
   semantic = np.array([[0, 0, 0, 1, 1, 1],
                        [0, 0, 0, 1, 1, 1],
                        [3, 3, 0, 1, 1, 1],
@@ -131,14 +86,14 @@ def test_segment_targets_are_instances_and_stuff_classes_largest_first():
                        [0, 0, 0, 0, 0, 0],  # class 2 (a thing) with instance 0: crowd
                        [0, 0, 0, 0, 8, 8],
                        [0, 0, 0, 0, 8, 8]], np.int32)
-  t = targets.segment_targets(tf.constant(semantic), tf.constant(instance), (1, 2, 3), 255, 5)
+  t = mask_former.segment_targets(tf.constant(semantic), tf.constant(instance), (1, 2, 3), 255, 5)
   t = {k: v.numpy() for k, v in t.items()}
   # Segments by area: stuff class 0 (16 pixels), instance 7 of class 1 (9), 8 of class 1 (4), 9 of class 3 (2).
   np.testing.assert_array_equal(t["segment_classes"], [0, 1, 1, 3, 0])
   np.testing.assert_array_equal(t["segment_valid"], [True, True, True, True, False])
   expected = np.select([semantic == 0, instance == 7, instance == 8, instance == 9], [0, 1, 2, 3], -1)
   np.testing.assert_array_equal(t["segments"], expected)
-  few = targets.segment_targets(tf.constant(semantic), tf.constant(instance), (1, 2, 3), 255, 2)
+  few = mask_former.segment_targets(tf.constant(semantic), tf.constant(instance), (1, 2, 3), 255, 2)
   np.testing.assert_array_equal(few["segment_classes"].numpy(), [0, 1])  # the two largest
   np.testing.assert_array_equal(few["segments"].numpy(), np.where(expected < 2, expected, -1))
 
@@ -207,7 +162,7 @@ def _perfect(segments, classes, valid, order, num_classes, num_queries):
 
 
 def test_mask_former_losses_find_the_matching_and_grow_when_it_is_spoiled():
-  cfg = tiny_panoptic_config("/nonexistent", **{"model.head": "mask_former"})
+  cfg = tiny_config("/nonexistent", "mask_former")
   cfg.loss.num_points = 256
   segments = np.full((16, 16), -1, np.int32)
   segments[:, :8], segments[2:6, 9:13], segments[10:14, 10:14] = 0, 1, 2
@@ -234,7 +189,7 @@ def test_mask_former_losses_find_the_matching_and_grow_when_it_is_spoiled():
 
 
 def test_the_auxiliary_semantic_loss_reads_the_labels_its_stride_4_pixels_fall_on():
-  cfg = tiny_panoptic_config("/nonexistent", **{"model.head": "mask_former", "loss.semantic_top_k": 1.0})
+  cfg = tiny_config("/nonexistent", "mask_former", **{"loss.semantic_top_k": 1.0})
   heads.get(cfg).tiny(cfg)
   head, n, size, c = heads.get(cfg), 2, 16, cfg.dataset.num_classes
   rng = np.random.default_rng(0)
@@ -244,7 +199,7 @@ def test_the_auxiliary_semantic_loss_reads_the_labels_its_stride_4_pixels_fall_o
   logits = rng.normal(size=(n, size // 4, size // 4, c)).astype(np.float32) * 3
   log_p = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
   expected = -np.take_along_axis(log_p, seen[..., None], -1).mean()
-  q = cfg.model.head_kwargs.num_queries
+  q = cfg.model.decoder_kwargs.num_queries
   outputs = {"class_logits": jnp.zeros((n, 4, q, c + 1)), "mask_logits": jnp.zeros((n, 4, size // 4, size // 4, q)),
              "aux_semantic_logits": jnp.asarray(logits)}
   batch = {**head.synthetic_targets(cfg, jax.random.key(1), n, size), "semantic": jnp.asarray(labels, jnp.int32)}
@@ -254,9 +209,8 @@ def test_the_auxiliary_semantic_loss_reads_the_labels_its_stride_4_pixels_fall_o
 
 @pytest.mark.slow
 def test_mask_former_trains_in_bfloat16_with_float32_parameters_and_losses(data_dir, tmp_path):
-  config = tiny_panoptic_config(data_dir, total_steps=2, eval_every=2, checkpoint_every=2,
-                                **{"model.head": "mask_former", "model.dtype": "bfloat16",
-                                   "model.head_kwargs.mask_positions": True})
+  config = tiny_config(data_dir, "mask_former", total_steps=2, eval_every=2, checkpoint_every=2,
+                       **{"model.dtype": "bfloat16", "model.decoder_kwargs.mask_positions": True})
   heads.get(config).tiny(config)
   state = train.train_and_evaluate(config, str(tmp_path))  # evaluates at another size than its crops
   assert all(p.dtype == np.float32 for p in jax.tree.leaves(state.params))
@@ -272,7 +226,7 @@ def test_mask_former_trains_in_bfloat16_with_float32_parameters_and_losses(data_
   head, n, size = heads.get(config), 2, 32
   batch = {**head.synthetic_targets(config, jax.random.key(1), n, size),
            "semantic": jnp.zeros((n, size, size), jnp.int32)}
-  q, c = config.model.head_kwargs.num_queries, config.dataset.num_classes
+  q, c = config.model.decoder_kwargs.num_queries, config.dataset.num_classes
   outputs = {"class_logits": jax.random.normal(jax.random.key(2), (n, 4, q, c + 1), jnp.bfloat16),
              "mask_logits": jax.random.normal(jax.random.key(3), (n, 4, size // 4, size // 4, q), jnp.bfloat16)}
   loss, parts = head.loss(outputs, batch, config, jax.random.key(4))

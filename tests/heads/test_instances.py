@@ -5,14 +5,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from segjax.data import scenes, targets
-from segjax.heads import postprocess
+from segjax.data import scenes
+from segjax.heads import panoptic_deeplab
 
 THINGS = (1, 2, 3)
 
 
 def _targets(scene):
-  return {k: v.numpy() for k, v in targets.center_offset_targets(
+  return {k: v.numpy() for k, v in panoptic_deeplab.center_offset_targets(
       scene["semantic"].astype(np.int32), scene["instance"].astype(np.int32), THINGS, 8.0, 255).items()}
 
 
@@ -25,7 +25,7 @@ def test_targets_by_hand():
   semantic[0, 4:8], instance[0, 4:8] = 3, 3  # stuff: its instance id is no instance
   semantic[0:2, 0:2] = 1  # thing pixels without an instance: a crowd region
   semantic[4, 1] = 255  # an ignored pixel inside the first thing
-  t = {k: v.numpy() for k, v in targets.center_offset_targets(
+  t = {k: v.numpy() for k, v in panoptic_deeplab.center_offset_targets(
       tf.constant(semantic), tf.constant(instance), (1, 2), 1.5, 255).items()}
   yy, xx = np.mgrid[0:8, 0:8]
   gauss = lambda cy, cx: np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * 1.5**2))
@@ -48,7 +48,7 @@ def test_decoding_ground_truth_targets_recovers_the_instances(index):
   t = _targets(scene)
   assert t["center"].max() == 1.0 and t["center"].min() >= 0.0
   logits = jax.nn.one_hot(scene["semantic"], 4) * 10.0
-  out = jax.jit(lambda l, c, o: postprocess.instances(l, c, o, thing_classes=THINGS, threshold=0.5,
+  out = jax.jit(lambda l, c, o: panoptic_deeplab.instances(l, c, o, thing_classes=THINGS, threshold=0.5,
                                                       nms_kernel=7, top_k=16))(logits, t["center"], t["offsets"])
   masks = [np.asarray(out["instance_map"]) == k + 1 for k in range(16)]
   found = {tuple(np.flatnonzero(m)) for m, v in zip(masks, np.asarray(out["valid"])) if v}
@@ -60,12 +60,12 @@ def test_decoding_ground_truth_targets_recovers_the_instances(index):
 
 
 def test_postprocess_is_jittable_with_static_shapes():
-  fn = jax.jit(jax.vmap(lambda l, c, o: postprocess.instances(l, c, o, thing_classes=THINGS, top_k=5)))
+  fn = jax.jit(jax.vmap(lambda l, c, o: panoptic_deeplab.instances(l, c, o, thing_classes=THINGS, top_k=5)))
   key = jax.random.key(0)
   out = fn(jax.random.normal(key, (2, 32, 40, 4)), jax.random.uniform(key, (2, 32, 40)),
            jax.random.normal(key, (2, 32, 40, 2)))
   assert out["instance_map"].shape == (2, 32, 40) and out["instance_map"].dtype == jnp.int32
   assert out["valid"].shape == out["classes"].shape == out["scores"].shape == (2, 5)
-  pan = jax.jit(jax.vmap(lambda s, i: postprocess.panoptic_fusion(s, i, thing_classes=THINGS, min_stuff_area=4)))(
+  pan = jax.jit(jax.vmap(lambda s, i: panoptic_deeplab.panoptic_fusion(s, i, thing_classes=THINGS, min_stuff_area=4)))(
       jnp.zeros((2, 32, 40), jnp.int32), out)
   assert pan.shape == (2, 32, 40) and pan.dtype == jnp.int32

@@ -67,7 +67,7 @@ def test_instance_losses_are_weighted_means():
            "center_weight": np.array([[[1.0, 0.0]]], np.float32),
            "offsets": np.zeros((1, 1, 2, 2), np.float32),
            "offset_weight": np.array([[[0.0, 1.0]]], np.float32)}
-  loss, parts = heads.HEADS["center_offset"].loss(outputs, batch, config)
+  loss, parts = heads.HEADS["panoptic_deeplab"].loss(outputs, batch, config)
   assert float(parts["center_mse"]) == pytest.approx(0.25)  # pixel 1 has weight 0
   assert float(parts["offset_l1"]) == pytest.approx(3.0)  # |3| + |0| on the one weighted pixel
   assert float(loss) == pytest.approx(2 * np.log(2) + 10 * 0.25 + 0.5 * 3.0, rel=1e-6)

@@ -38,8 +38,8 @@ def test_resnet50_width():
 @pytest.mark.parametrize("backbone,head,dtype", [("seed", "seed", "float32"),
                                                  ("resnet18", "deeplabv3plus", "bfloat16")])
 def test_segmenter_gives_full_resolution_float32_logits(backbone, head, dtype):
-  cfg = ml_collections.ConfigDict(dict(backbone=backbone, semantic_head=head, dtype=dtype,
-                                       backbone_kwargs={}, semantic_head_kwargs={}))
+  cfg = ml_collections.ConfigDict(dict(backbone=backbone, head="semantic", decoder=head, dtype=dtype,
+                                       backbone_kwargs={}, decoder_kwargs={}))
   model = build_segmenter(cfg, num_classes=5)
   x = jnp.linspace(0, 1, 2 * 64 * 64 * 3).reshape(2, 64, 64, 3)
   variables = model.init(jax.random.key(0), x, train=False)
@@ -51,7 +51,7 @@ def test_segmenter_gives_full_resolution_float32_logits(backbone, head, dtype):
 
 
 def test_unknown_model_names_are_named():
-  cfg = ml_collections.ConfigDict(dict(backbone="resnet7", semantic_head="seed", dtype="float32"))
+  cfg = ml_collections.ConfigDict(dict(backbone="resnet7", head="semantic", decoder="seed", dtype="float32"))
   with pytest.raises(ValueError, match=r"Unknown backbone 'resnet7': choose one of .*resnet50"):
     build_segmenter(cfg, 4)
 
@@ -70,14 +70,14 @@ _BACKBONES = {"seed": {"widths": (4, 8, 8, 16, 16), "depths": (1, 1, 1), "featur
 
 
 @pytest.mark.parametrize("backbone", sorted(_BACKBONES))
-def test_every_head_works_on_every_backbone(backbone):
-  """An odd-sized image through each semantic head and the instance head, at full resolution."""
+def test_every_decoder_works_on_every_backbone(backbone):
+  """An odd-sized image through each semantic decoder and the instance decoder, at full resolution."""
   for head, kwargs in (("seed", {"hidden": 8, "refine": 4}), ("deeplabv3plus", {"aspp_features": 8,
                         "decoder_features": 8, "low_features": 4})):
     cfg = ml_collections.ConfigDict(dict(backbone=backbone, backbone_kwargs=_BACKBONES[backbone],
-                                         semantic_head=head, semantic_head_kwargs=kwargs, dtype="float32",
-                                         instance_head="center_offset",
-                                         instance_head_kwargs={"hidden": 8, "branch": 4}))
+                                         head="panoptic_deeplab", decoder=head, decoder_kwargs=kwargs,
+                                         dtype="float32", instance_decoder="center_offset",
+                                         instance_decoder_kwargs={"hidden": 8, "branch": 4}))
     model = build_segmenter(cfg, num_classes=3)
     out = jax.eval_shape(lambda m=model: m.init_with_output(
         jax.random.key(0), jnp.zeros((2, 50, 75, 3)), train=False)[0])
@@ -102,7 +102,7 @@ def test_convnext_stochastic_depth_acts_in_training_only():
 
 def test_kwargs_a_module_does_not_take_are_named():
   cfg = ml_collections.ConfigDict(dict(backbone="convnext_tiny", backbone_kwargs={"output_stride": 16},
-                                       semantic_head="seed", semantic_head_kwargs={}, dtype="float32"))
+                                       head="semantic", decoder="seed", decoder_kwargs={}, dtype="float32"))
   with pytest.raises(ValueError, match=r"^config.model.backbone_kwargs has 'output_stride', which "
                      r"convnext_tiny does not take; it takes depths, dims, drop_path_rate.$"):
     build_segmenter(cfg, 4)

@@ -1,4 +1,4 @@
-"""Semantic heads: backbone features -> full-resolution class logits (N, H, W, num_classes)."""
+"""Semantic decoders: backbone features -> full-resolution class logits (N, H, W, num_classes)."""
 from typing import Any, Sequence
 
 import flax.linen as nn
@@ -7,8 +7,8 @@ import jax.numpy as jnp
 from segjax.models.layers import ConvBN, resize
 
 
-class SeedHead(nn.Module):
-  """The seed's head: a per-pixel classifier on the stride-4 features, refined at stride 2.
+class SeedDecoder(nn.Module):
+  """The seed's decoder: a per-pixel classifier on the stride-4 features, refined at stride 2.
 
   The refinement (`refine` > 0) sees the stride-2 features, whose edges keep corners sharp that
   stride-4 logits alone would round off; it costs one narrow 3x3 conv.
@@ -68,4 +68,4 @@ class DeepLabV3Plus(nn.Module):
     return resize(x, *size)
 
 
-SEMANTIC_HEADS = {"seed": SeedHead, "deeplabv3plus": DeepLabV3Plus}
+SEMANTIC_DECODERS = {"seed": SeedDecoder, "deeplabv3plus": DeepLabV3Plus}

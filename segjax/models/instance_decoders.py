@@ -1,4 +1,4 @@
-"""Instance heads: features -> class-agnostic centre heatmap and per-pixel offsets to the centre."""
+"""Instance decoders: features -> class-agnostic centre heatmap and per-pixel offsets to the centre."""
 from typing import Any
 
 import flax.linen as nn
@@ -7,8 +7,8 @@ import jax.numpy as jnp
 from segjax.models.layers import ConvBN, resize
 
 
-class CenterOffsetHead(nn.Module):
-  """The Panoptic-DeepLab instance head: dense, static-shaped, so grouping can run inside jit.
+class CenterOffsetDecoder(nn.Module):
+  """The Panoptic-DeepLab instance decoder: dense, static-shaped, so grouping can run inside jit.
 
   Returns `center` (N, H, W) and `offsets` (N, H, W, 2) in input pixels, at input resolution.
   """
@@ -28,4 +28,4 @@ class CenterOffsetHead(nn.Module):
     return {"center": resize(center, *size)[..., 0], "offsets": resize(offsets, *size)}
 
 
-INSTANCE_HEADS = {"center_offset": CenterOffsetHead}
+INSTANCE_DECODERS = {"center_offset": CenterOffsetDecoder}

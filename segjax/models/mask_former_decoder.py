@@ -128,7 +128,7 @@ class Predictor(nn.Module):
     return class_logits, jnp.einsum("nqc,nhwc->nhwq", e, mask_features.astype(e.dtype))
 
 
-class MaskFormerHead(nn.Module):
+class MaskFormerDecoder(nn.Module):
   """`num_queries` learned queries through `layers` decoder layers, which attend to the pixel
   decoder's three coarsest levels in turn (9 layers: three rounds, as Mask2Former)."""
   num_classes: int
@@ -180,4 +180,4 @@ class MaskFormerHead(nn.Module):
     return {"class_logits": classes[-1], "mask_logits": resize(masks[-1], *size)}
 
 
-MASK_HEADS = {"mask_former": MaskFormerHead}
+MASK_DECODERS = {"mask_former": MaskFormerDecoder}
