@@ -43,7 +43,7 @@ from segjax.config import base_config
 def get_config():
   c = base_config("mask_former")
   c.model.decoder_kwargs.update(num_queries=16, hidden=64, mask_dim=64, layers=3, heads=4, ffn=256,
-                             mask_positions=True)
+                                mask_positions=True)
   # The backbone starts from scratch and the class is the shape, which a few class labels per crop
   # teach slowly. A per-pixel auxiliary loss on the pixel decoder (MaX-DeepLab's) on each crop's
   # hardest 20% of stride-4 pixels (Panoptic-DeepLab's), weighted 10: a third of the loss at the start.

@@ -11,15 +11,15 @@ from ml_collections import config_dict
 from segjax import checks
 from segjax.errors import UserError
 
-# Sub-dicts whose keys are free, named *_kwargs: they are passed as keyword arguments to a module,
-# which checks them (segjax.models.segmenter.build).
-_FREE = "_kwargs"
+# Sub-dicts named *_kwargs hold a module's keyword arguments, which the module's build checks
+# (segjax.models.segmenter.build), not the schema.
+_KWARGS = "_kwargs"
 
 # Keys of earlier segjax versions and where they are now (a run's config.json may hold them).
 MOVED = {
     "model.semantic_head": "model.decoder",
     "model.semantic_head_kwargs": "model.decoder_kwargs",
-    "model.instance_head": "model.instance_decoder (with model.head='panoptic_deeplab')",
+    "model.instance_head": "model.instance_decoder",
     "model.instance_head_kwargs": "model.instance_decoder_kwargs",
     "model.head_kwargs": "model.decoder_kwargs",
 }
@@ -28,6 +28,11 @@ MOVED = {
 def base_config(head="semantic"):
   """Defaults for every key of a config of `head` (a name in segjax.heads.HEADS); recipes in
   configs/ start from this and change what they need."""
+  return set_head(own_keys(), head)
+
+
+def own_keys():
+  """segjax's own keys with their defaults, no head's: a head's keys come with set_head."""
   c = ml_collections.ConfigDict()
   c.seed = 0
   c.dataset = ml_collections.ConfigDict(dict(
@@ -57,7 +62,7 @@ def base_config(head="semantic"):
   c.model = ml_collections.ConfigDict(dict(
       backbone="seed",
       backbone_kwargs=ml_collections.ConfigDict(),
-      head=head,  # a head of segjax.heads (semantic, panoptic_deeplab, mask_former); set_head changes it
+      head="",  # a head of segjax.heads (semantic, panoptic_deeplab, mask_former): set_head sets it
       dtype="float32",  # compute dtype; parameters, loss and metrics stay float32
       # Weights to start from (python -m segjax.convert writes them), loaded after init into the
       # top-level modules `parts`; a run resuming from its checkpoint ignores them.
@@ -107,40 +112,70 @@ def base_config(head="semantic"):
   c.checkpoint_every = 500
   c.keep_checkpoints = 3
   c.num_summary_images = 3
-  return set_head(c, head)  # the keys of its head
+  return c
 
 
 def set_head(config, name):
   """Makes `name` the head of `config` (in place, and returned): config.model.head and the head's
-  own keys (Head.defaults). A key the head it had owns with the same default keeps its value (a
-  *_kwargs dict when its module's key does), another takes the new head's default, and the keys of
-  other heads leave. A config file that changes its head calls this."""
+  own keys (Head.defaults), the keys of any other head gone. A key that the head it held and the
+  new one both own with the same default keeps its value (a *_kwargs dict if its module's name is
+  kept): semantic -> panoptic_deeplab keeps a tuned decoder and loss.semantic_*, while a decoder
+  name of another head's registry falls back to the new head's default. A config file that
+  changes its head calls this."""
   from segjax import heads  # pylint: disable=g-import-not-at-top  (jax and flax: only here)
   if name not in heads.HEADS:
-    raise UserError(f"Unknown head '{name}': choose one of {', '.join(sorted(heads.HEADS))} (config.model.head).")
-  before = dict(_leaves(heads.HEADS[config.model.head].defaults if config.model.head in heads.HEADS else {}))
+    raise UserError(_unknown_head(name, heads.HEADS))
+  held = heads.HEADS.get(_holder(config))
+  before = dict(_leaves(held.defaults)) if held else {}
   wanted = dict(_leaves(heads.HEADS[name].defaults))
-  kept = set()
-  for path, default in wanted.items():  # a module's name before its *_kwargs
-    *sections, key = path.split(".")
-    section = _section(config, sections)
-    owner = path[:-len(_FREE)] if path.endswith(_FREE) else None
-    if key in section and path in before and before[path] == default and (owner is None or owner in kept):
-      kept.add(path)
-    elif key in section:
-      del section[key]  # a new type, maybe
-    if path not in kept:
-      section[key] = ml_collections.ConfigDict(default) if isinstance(default, dict) else default
+  same = {path for path, default in wanted.items()
+          if path in before and before[path] == default and _get(config, path) is not _ABSENT}
+  kept = {path for path in same if not path.endswith(_KWARGS) or path[:-len(_KWARGS)] in same}
   others = {path for head in heads.HEADS.values() for path, _ in _leaves(head.defaults)}
-  for path in others - wanted.keys():
+  for path in others - kept:
     *sections, key = path.split(".")
-    node = config
-    for section in sections:
-      node = node.get(section, {})
-    if key in node:
+    node = _get(config, ".".join(sections))
+    if isinstance(node, ml_collections.ConfigDict) and key in node:
       del node[key]
+      if not node and ".".join(sections) not in _OWN_SECTIONS:
+        del _get(config, ".".join(sections[:-1]) if sections[1:] else "")[sections[-1]]
+  for path, default in wanted.items():
+    if path not in kept:
+      *sections, key = path.split(".")
+      _section(config, sections)[key] = ml_collections.ConfigDict(default) if isinstance(default, dict) else default
   config.model.head = name
   return config
+
+
+_ABSENT = object()
+_OWN_SECTIONS = ("model", "loss", "postprocess")  # kept, if empty, when a head's keys leave
+
+
+def _get(config, path):
+  """The value at a dotted path ("" for the config itself), or _ABSENT."""
+  for key in path.split(".") if path else ():
+    if not isinstance(config, ml_collections.ConfigDict) or key not in config:
+      return _ABSENT
+    config = config[key]
+  return config
+
+
+def _holder(config):
+  """The head whose keys the config holds (all of them; of several, the one with the most), or None:
+  after `--config.model.head=X` or a hand-set model.head, not the head it names."""
+  from segjax import heads  # pylint: disable=g-import-not-at-top
+  held = [(len(paths), name) for name, head in heads.HEADS.items()
+          for paths in [dict(_leaves(head.defaults))] if all(_get(config, p) is not _ABSENT for p in paths)]
+  return max(held)[1] if held else None
+
+
+def _unknown_head(name, known, config=None):
+  close = difflib.get_close_matches(str(name), list(known), n=1)
+  moved = [old for old in MOVED if config is not None and old.split(".")[1] in config.get("model", {})]
+  said = f"Unknown head {name!r}: choose one of {', '.join(sorted(known))} (config.model.head)"
+  if close:
+    return f"{said}; did you mean '{close[0]}'?"
+  return f"{said}; {moved_key(moved[0])}" if moved else f"{said}."
 
 
 def upgraded(saved):
@@ -155,7 +190,7 @@ def upgraded(saved):
     used = ["model.head_kwargs"]
   else:
     name = "panoptic_deeplab" if model.get("instance_head") else "semantic"
-    decoders = {"decoder": model["semantic_head"], "decoder_kwargs": model.get("semantic_head_kwargs", {})}
+    decoders = {"decoder": model.get("semantic_head", "seed"), "decoder_kwargs": model.get("semantic_head_kwargs", {})}
     used = ["model.semantic_head", "model.semantic_head_kwargs"]
     if name == "panoptic_deeplab":
       decoders.update(instance_decoder=model["instance_head"],
@@ -172,7 +207,7 @@ def upgraded(saved):
 def _leaves(defaults, prefix=""):
   """(dotted path, default) of a Head.defaults, a dict of *_kwargs being one leaf."""
   for key, value in defaults.items():
-    if isinstance(value, dict) and not key.endswith(_FREE):
+    if isinstance(value, dict) and not key.endswith(_KWARGS):
       yield from _leaves(value, f"{prefix}{key}.")
     else:
       yield f"{prefix}{key}", value
@@ -192,21 +227,23 @@ def validate(config):
   range, values that contradict each other, a model part or keyword argument that does not exist.
 
   Every entry point calls it before any work. It is cheap and changes nothing: it imports no
-  TensorFlow and starts no JAX backend (the model registries import jax and flax, lazily, last).
+  TensorFlow and starts no JAX backend (the heads' registry imports jax and flax).
   A config it has passed is not checked again (main checks it before any work, the trainer when
   it is given it)."""
   checked = config.to_json_best_effort(sort_keys=True)
   if checked in _PASSED:
     return
-  from segjax import heads  # pylint: disable=g-import-not-at-top  (jax and flax: only here)
+  from segjax import heads  # pylint: disable=g-import-not-at-top  (jax and flax: the head's registry)
   head = config.get("model", {}).get("head")
   if not isinstance(head, str) or head not in heads.HEADS:
-    moved = [old for old in MOVED if old.split(".")[1] in config.get("model", {})]
-    raise UserError(f"Unknown head {head!r}: choose one of {', '.join(sorted(heads.HEADS))} (config.model.head)"
-                    + (f"; {moved_key(moved[0])}" if moved else "."))
+    raise UserError(_unknown_head(head, heads.HEADS, config))
+  _check_head_declares(head, heads.HEADS[head])
+  held = _holder(config)
+  if held not in (None, head) and any(_get(config, p) is _ABSENT for p, _ in _leaves(heads.HEADS[head].defaults)):
+    raise UserError(head_switch(held, head))
   schema = base_config(head)
   _check_keys(config, schema, "config", head)
-  _check_values(config, schema, "", {**_RULES, **heads.HEADS[head].rules})
+  _check_values(config, schema, "", {**heads.HEADS[head].rules, **_RULES})
   _check_relations(config)
   from segjax.engine import inference  # pylint: disable=g-import-not-at-top  (jax: only here)
   inference.check_window_fits(config, inference.protocol(config, resolved=False).window)
@@ -217,9 +254,30 @@ def validate(config):
 _PASSED = set()  # the configs validate passed, as JSON
 
 
+def _check_head_declares(name, head):
+  """A head's keys are its own, and it has rules for its keys only: else a key of segjax's would
+  vanish with the head, or a rule check nothing."""
+  clash = sorted(head_keys(name) & set(dict(_leaves(own_keys().to_dict()))))
+  if clash:
+    raise UserError(f"Head '{name}' declares config.{clash[0]}, one of segjax's own keys, in its defaults; "
+                    "a head's keys are its own: give it a name of the head's.")
+  stray = sorted(set(head.rules) - head_keys(name))
+  if stray:
+    raise UserError(f"Head '{name}' has a rule for config.{stray[0]}, which is not in its defaults; a head's "
+                    "rules check its own keys: add the key to its defaults or drop the rule.")
+
+
 def moved_key(old):
   """Where a key of MOVED is now, as a sentence."""
   return f"config.{old} has moved to config.{MOVED[old]}."
+
+
+def head_switch(held, wanted):
+  """The sentence for a config that holds the keys of head `held` but names head `wanted`."""
+  return (f"config.model.head is '{wanted}', but the config holds the keys of head '{held}': a head brings keys "
+          f"of its own, so give a config file of head '{wanted}', one that starts from segjax.config."
+          f"base_config('{wanted}') or calls segjax.config.set_head (configs/panoptic.py and "
+          "configs/query_panoptic.py do).")
 
 
 def foreign_key(path, head):
@@ -234,29 +292,51 @@ def foreign_key(path, head):
           f"'{head}'; a config file changes its head with segjax.config.set_head.")
 
 
+def unknown_key(where, known, head):
+  """Why `where` (a dotted path) is no key of a config of `head`, whose keys at that level are
+  `known`: moved, another head's, or a typo of one of them."""
+  if where in MOVED:
+    return moved_key(where)
+  foreign = foreign_key(where, head)
+  if foreign:
+    return foreign
+  *parent, key = where.split(".")
+  theirs = {p.split(".")[-1]: p for p in _all_head_keys() if p.split(".")[:-1] == parent}
+  close = difflib.get_close_matches(key, list(known) + [k for k in theirs if k not in known], n=1)
+  if close and close[0] in known:
+    return f"did you mean '{close[0]}'?"
+  if close:
+    return f"did you mean '{close[0]}'? {foreign_key(theirs[close[0]], head)}"
+  return f"known keys: {', '.join(sorted(known))}." if known else "there are no keys there."
+
+
+def head_names():
+  from segjax import heads  # pylint: disable=g-import-not-at-top  (jax and flax: only here)
+  return sorted(heads.HEADS)
+
+
+def head_keys(name):
+  """The dotted paths of head `name`'s own keys (none for a head segjax does not know)."""
+  from segjax import heads  # pylint: disable=g-import-not-at-top
+  return set(dict(_leaves(heads.HEADS[name].defaults))) if name in heads.HEADS else set()
+
+
+def _all_head_keys():
+  return {path for name in head_names() for path in head_keys(name)}
+
+
 def _check_keys(config, schema, path, head):
   for key, value in config.items():
     if key not in schema:
       where = f"{path}.{key}"[len("config."):]
-      close = difflib.get_close_matches(key, list(schema.keys()), n=1)
-      foreign = foreign_key(where, head)
-      if where in MOVED:
-        hint = f": {moved_key(where)}"
-      elif foreign:
-        hint = f": {foreign}"
-      elif close:
-        hint = f"; did you mean '{close[0]}'?"
-      else:
-        hint = f"; known keys: {', '.join(sorted(schema.keys()))}."
-      raise UserError(f"Unknown config key '{path}.{key}'{hint}")
-    if isinstance(value, ml_collections.ConfigDict) and not key.endswith(_FREE):
+      raise UserError(f"Unknown config key '{path}.{key}'; {unknown_key(where, list(schema.keys()), head)}")
+    if isinstance(value, ml_collections.ConfigDict) and not key.endswith(_KWARGS):
       _check_keys(value, schema[key], f"{path}.{key}", head)
   for key in schema.keys():
     if key not in config:
       default = "a dict" if isinstance(schema[key], ml_collections.ConfigDict) else f"default {schema[key]!r}"
       raise UserError(f"{path} lacks the key '{key}' ({default}); override single keys (--{path}.{key}=...) "
-                      f"rather than a whole dict, and start config files from segjax.config.base_config('{head}') "
-                      "(segjax.config.set_head changes a config's head).")
+                      f"rather than a whole dict, and start config files from segjax.config.base_config('{head}').")
 
 
 _PAIR = (checks.is_pair, "give (height, width), two integers >= 1")
@@ -327,8 +407,8 @@ def _check_values(config, schema, prefix, rules):
     if isinstance(default, ml_collections.ConfigDict):
       if not isinstance(value, ml_collections.ConfigDict):
         raise UserError(f"config.{path} is {value!r}: give a dict of "
-                        f"{'keyword arguments' if key.endswith(_FREE) else 'its keys'}.")
-      if not key.endswith(_FREE):
+                        f"{'keyword arguments' if key.endswith(_KWARGS) else 'its keys'}.")
+      if not key.endswith(_KWARGS):
         _check_values(value, default, f"{path}.", rules)
       continue
     if value is None and default is None:  # a placeholder left unset
@@ -364,8 +444,8 @@ def _check_relations(config):
 
 
 def _check_model(config):
-  """What build_segmenter would refuse (the dtype, backbone and heads by name, their kwargs by key),
-  what the head refuses, and the modules init_from names."""
+  """What build_segmenter would refuse (the dtype, backbone and decoders by name, their kwargs by
+  key), what the head refuses, and the modules init_from names."""
   # pylint: disable=g-import-not-at-top  (jax and flax: only here)
   from segjax import heads
   try:

@@ -67,7 +67,7 @@ def export(workdir, out, fmt="stablehlo", size=None, platforms=None):
     with open(os.path.join(tmp, "signature.json"), "w") as f:
       json.dump(signature, f, indent=2)
     if fmt == "savedmodel":
-      # TensorFlow 2.21 reads older StableHLO than jax writes: top-K by sort (panoptic_deeplab.find_centers).
+      # TensorFlow 2.21 reads older StableHLO than jax writes: top-K by sort (Head.postprocess).
       _saved_model(flat_inference_fn(model, config, variables, sort=True), (height, width), platforms,
                    os.path.join(tmp, "saved_model"))
     os.rename(tmp, out)  # a failed export leaves nothing under --out

@@ -3,7 +3,6 @@
 config_flags reports these as exceptions of several types with library wording; `explain` turns
 them into what to change, or returns None for an error it does not recognise.
 """
-import difflib
 import os
 import re
 import traceback
@@ -29,27 +28,25 @@ def _explain_override(argv):
   if path is None or not os.path.isfile(path.split(":")[0]):
     return f"Config file '{path}' does not exist; pass --config=configs/semantic.py or another file."
   config = config_lib.load_config_file(path.split(":")[0])
+  named = [a.split("=", 1)[1] for a in argv if a.startswith("--config.model.head=")]
+  head = named[-1] if named else config.model.head  # the head asked for, whose keys the file may lack
   for arg in argv:
     match = re.match(r"--config\.([\w.]+)(=|$)", arg)
     if not match:
       continue
-    node = config
-    if match.group(1) in config_lib.MOVED:
-      return f"Unknown config key in {arg}: {config_lib.moved_key(match.group(1))}"
-    for key in match.group(1).split("."):
+    node, keys = config, match.group(1).split(".")
+    for i, key in enumerate(keys):
       if not hasattr(node, "keys") or key not in node:
-        foreign = config_lib.foreign_key(match.group(1), config.model.head)
-        if foreign:
-          return f"Unknown config key in {arg}: {foreign}"
+        where = ".".join(keys[:i + 1])
+        if head != config.model.head and where in config_lib.head_keys(head):
+          return config_lib.head_switch(config.model.head, head)
         known = list(node.keys()) if hasattr(node, "keys") else []
-        close = difflib.get_close_matches(key, known, n=1)
-        if close:
-          hint = f"did you mean '{close[0]}'?"
-        elif known:
-          hint = f"known keys here: {', '.join(sorted(known))}."
-        else:
-          hint = "this config sets no keys there; add the key to the config file to override it."
-        return f"Unknown config key in {arg}: '{key}'; {hint}"
+        reason = config_lib.unknown_key(where, known, head)
+        if where in config_lib.MOVED or config_lib.foreign_key(where, head):
+          return f"Unknown config key in {arg}: {reason}"
+        if not known:
+          reason = "this config sets no keys there; add the key to the config file to override it."
+        return f"Unknown config key in {arg}: '{key}'; {reason}"
       node = node[key]
   return None
 
@@ -87,7 +84,7 @@ def _explain_config_file(error):
       frames = [f for f in traceback.extract_tb(seen.__traceback__) if "ml_collections" not in f.filename]
       where = f"{frames[-1].filename} line {frames[-1].lineno} (`{frames[-1].line}`)" if frames else "the config file"
       field, value, given, wanted = match.groups()
-      paths = _paths_ending_in(config_lib.base_config(), field)
+      paths = sorted({p for head in config_lib.head_names() for p in _paths_ending_in(config_lib.base_config(head), field)})
       key = paths[0] if len(paths) == 1 else field
       kind = next((k for t, k in _KINDS.items() if t.__name__ == wanted), wanted).split(",")[0]
       shown = repr(value) if given == "str" else value

@@ -75,7 +75,8 @@ ROWS = [
     (["configs/panoptic.py", "--config.model.instance_decoder=centre"],
      r"Unknown instance_decoder 'centre': choose one of center_offset \(config\.model\.instance_decoder\)\."),
     (["--config.model.head=mask_formr"],
-     r"Unknown head 'mask_formr': choose one of mask_former, panoptic_deeplab, semantic \(config\.model\.head\)\."),
+     r"Unknown head 'mask_formr': choose one of mask_former, panoptic_deeplab, semantic \(config\.model\.head\); "
+     r"did you mean 'mask_former'\?"),
     # Keys of earlier versions, and of another head.
     (["--config.model.semantic_head=seed"],
      r"Unknown config key in --config\.model\.semantic_head=seed: config\.model\.semantic_head has moved to "
@@ -84,6 +85,25 @@ ROWS = [
      r"Unknown config key in --config\.loss\.center_weight=2: config\.loss\.center_weight is a key of head "
      r"panoptic_deeplab, and config\.model\.head is 'semantic'; a config file changes its head with "
      r"segjax\.config\.set_head\."),
+    (["--config.model.semantic_head_kwargs.hidden=8"],
+     r"Unknown config key in --config\.model\.semantic_head_kwargs\.hidden=8: config\.model\.semantic_head_kwargs "
+     r"has moved to config\.model\.decoder_kwargs\."),
+    (["--config.model.instance_decoder_kwargs.hidden=8"],
+     r"Unknown config key in --config\.model\.instance_decoder_kwargs\.hidden=8: config\.model\.instance_decoder_kwargs "
+     r"is a key of head panoptic_deeplab, and config\.model\.head is 'semantic'; a config file changes its head "
+     r"with segjax\.config\.set_head\."),
+    (["--config.loss.center_weigth=2"],
+     r"Unknown config key in --config\.loss\.center_weigth=2: 'center_weigth'; did you mean 'center_weight'\? "
+     r"config\.loss\.center_weight is a key of head panoptic_deeplab, and config\.model\.head is 'semantic'; a "
+     r"config file changes its head with segjax\.config\.set_head\."),
+    # A head named on the command line, whose keys the config file does not hold.
+    (["--config.model.head=panoptic_deeplab"],
+     r"config\.model\.head is 'panoptic_deeplab', but the config holds the keys of head 'semantic': a head brings "
+     r"keys of its own, so give a config file of head 'panoptic_deeplab', one that starts from "
+     r"segjax\.config\.base_config\('panoptic_deeplab'\) or calls segjax\.config\.set_head \(configs/panoptic\.py "
+     r"and configs/query_panoptic\.py do\)\."),
+    (["--config.model.head=panoptic_deeplab", "--config.loss.center_weight=2"],
+     r"config\.model\.head is 'panoptic_deeplab', but the config holds the keys of head 'semantic': .*"),
     (["--config.loss.semantic_wieght=2"],
      r"Unknown config key in --config\.loss\.semantic_wieght=2: 'semantic_wieght'; did you mean 'semantic_weight'\?"),
     # Keys inside *_kwargs (a whole dict given on the command line).
@@ -137,6 +157,16 @@ def get_config():
   return c
 '''
 
+# A head's key of the wrong type: named by its whole path, though no other head has it.
+_BAD_HEAD_KEY_FILE = '''from segjax.config import load_config_file
+
+
+def get_config():
+  c = load_config_file("configs/panoptic.py")
+  c.postprocess.nms_kernel = 3.5
+  return c
+'''
+
 # A config file with a typo inside a *_kwargs dict.
 _TYPO_FILE = '''from segjax.config import load_config_file
 
@@ -178,9 +208,11 @@ def test_a_bad_override_is_one_sentence_before_any_work(tmp_path, args, pattern)
 
 @pytest.mark.parametrize("body,pattern", [
     (_BAD_FILE, r".*/bad\.py line 6 \(`c\.batch_size = \"16\"`\) sets config\.batch_size to '16', a str: give an integer\."),
+    (_BAD_HEAD_KEY_FILE, r".*/bad\.py line 6 \(`c\.postprocess\.nms_kernel = 3\.5`\) sets "
+                         r"config\.postprocess\.nms_kernel to 3\.5, a float: give an integer\."),
     (_TYPO_FILE, r"config\.model\.backbone_kwargs has 'widht', which pixel does not take \(it takes width, depth, "
                  r"features\); did you mean 'width'\?"),
-], ids=["wrong type", "kwargs typo"])
+], ids=["wrong type", "a head's key of the wrong type", "kwargs typo"])
 def test_a_bad_value_in_a_config_file_is_one_sentence(tmp_path, body, pattern):
   path = tmp_path / "bad.py"
   path.write_text(body)
@@ -215,8 +247,7 @@ def _replace(config, key, **values):
      r"did you mean 'hidden'\?"),
     (lambda c: _set(c, "dataset", ml_collections.ConfigDict({"name": "cityscapes"})),
      r"config\.dataset lacks the key 'colormap' \(default None\); override single keys \(--config\.dataset\.colormap=\.\.\.\) "
-     r"rather than a whole dict, and start config files from segjax\.config\.base_config\('panoptic_deeplab'\) "
-     r"\(segjax\.config\.set_head changes a config's head\)\."),
+     r"rather than a whole dict, and start config files from segjax\.config\.base_config\('panoptic_deeplab'\)\."),
     (lambda c: _set(c, "model.init_from.path", "w.npz") or _set(c, "model.init_from.parts", ()),
      r"config\.model\.init_from\.parts is empty; name the modules to load, e\.g\. \(\"backbone\",\)\."),
 ], ids=["bool for int", "None for int", "float for int", "nan", "one number", "no scales", "kwargs typo",

@@ -1,11 +1,10 @@
 """Tiny configs for tests, in a module of their own so that config files for subprocesses can import
 them without conftest's environment settings."""
-from segjax.config import base_config, set_head
+from segjax.config import base_config
 
 
 def tiny_config(data_dir, head="semantic", **overrides):
-  """A config of `head` that trains a few-thousand-parameter model on 64x64 scenes in seconds
-  (a "model.head" among the overrides changes the head first)."""
+  """A config of `head` that trains a few-thousand-parameter model on 64x64 scenes in seconds."""
   c = base_config(head)
   c.dataset.name = "synthetic_scenes/tiny"
   c.dataset.data_dir = data_dir
@@ -33,8 +32,6 @@ def tiny_config(data_dir, head="semantic", **overrides):
   c.eval_every = 4
   c.checkpoint_every = 4
   c.num_summary_images = 2
-  if "model.head" in overrides:
-    set_head(c, overrides.pop("model.head"))
   for key, value in overrides.items():
     node = c
     *path, last = key.split(".")

@@ -1,12 +1,12 @@
-"""The one inference function: variables and images in, the common outputs out (semantic map, and
-with a head that predicts instances the instances and panoptic map), under the evaluation protocol the config
-names, all inside jit with static shapes; the config's head (segjax.heads) post-processes. Eval,
-predict, the benchmark and export call it.
+"""The one inference function: variables and images in, the common outputs out (the semantic map,
+and from a head that predicts instances the instances and panoptic map), under the evaluation
+protocol the config names, all inside jit with static shapes; the config's head (segjax.heads)
+post-processes. Eval, predict, the benchmark and export call it.
 
 Protocols (`config.eval`): the whole image at once, or sliding windows whose logits are averaged
 where they overlap; either at several scales and optionally mirrored, the dense outputs resized
 back to the image's size (bilinear without antialiasing, as mmsegmentation resizes) and averaged
-as the heads declare (Head.outputs): class probabilities as mmsegmentation's test-time augmentation
+as the config's head declares (Head.outputs): class probabilities as mmsegmentation's test-time augmentation
 averages them, maps as they are. Displacements (Panoptic-DeepLab's offsets) are not values: a
 mirrored pass's x offsets change sign, and a pass at scale s predicts offsets s times too long.
 """
@@ -183,8 +183,8 @@ def dense_outputs(apply, images, p, kinds):
 
 
 def postprocess_outputs(outputs, config, sort=False):
-  """The common outputs of a batch's dense outputs, by the config's head (`sort`: see
-  panoptic_deeplab.find_centers)."""
+  """The common outputs of a batch's dense outputs, by the config's head (`sort`: as
+  Head.postprocess takes it)."""
   return heads.get(config).postprocess(outputs, config, sort)
 
 

@@ -9,10 +9,10 @@ import jax
 import ml_collections
 import numpy as np
 
+from segjax import heads
 from segjax.config import base_config, upgraded
 from segjax.engine.checkpoint import Checkpointer
 from segjax.errors import UserError
-from segjax.heads import build_segmenter
 
 
 class TrainedRun(NamedTuple):
@@ -40,7 +40,13 @@ def load(workdir):
                     "version.")
   if "eval" not in config:  # trained before there were protocols: infer on the whole image
     config.eval = base_config().eval
-  model = build_segmenter(config.model, config.dataset.num_classes)
+  try:
+    heads.get(config)
+  except ValueError as e:
+    raise UserError(f"'{workdir}' was trained with a head that segjax.heads does not have here ({e}); add it "
+                    "to HEADS (segjax/heads/__init__.py), or register it (segjax.heads.register) before "
+                    "reading the run.") from e
+  model = heads.build_segmenter(config.model, config.dataset.num_classes)
   device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
   shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), np.zeros((1, 64, 64, 3), np.float32)))
   like = {k: jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), shapes[k])

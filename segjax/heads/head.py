@@ -60,7 +60,8 @@ class Head:
   def postprocess(self, outputs, config, sort=False):
     """The common outputs of a batch's dense outputs, inside jit: always `semantic` (N, H, W); with
     "instances" in metrics also `instances` (instance_map (N, H, W) of slot + 1, valid, classes,
-    scores (N, K)) and `panoptic` (N, H, W). `sort`: see segjax.heads.panoptic_deeplab.find_centers."""
+    scores (N, K)) and `panoptic` (N, H, W). `sort`: a top-K by a full sort rather than
+    lax.top_k, whose lowering readers of older StableHLO (TensorFlow 2.21's SavedModel) cannot load."""
     raise NotImplementedError
 
   def tiny(self, c):

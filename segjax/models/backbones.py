@@ -2,7 +2,7 @@
 
 Every backbone returns `stage1`..`stage4` (strides 4, 8, 16 and 32, for multi-scale decoders; a
 dilated ResNet keeps its last stages at its output stride), `fine` (its finest features: stride 2,
-or 4 where it has nothing finer), `low` (stride 4) and `out` (what single-scale heads read).
+or 4 where it has nothing finer), `low` (stride 4) and `out` (what single-scale decoders read).
 """
 from typing import Any, Sequence
 

@@ -138,7 +138,7 @@ class MaskFormerDecoder(nn.Module):
   layers: int = 9
   heads: int = 8
   ffn: int = 2048
-  # MaX-DeepLab's auxiliary semantic head on the pixel decoder (training only): dense class
+  # MaX-DeepLab's auxiliary semantic classifier on the pixel decoder (training only): dense class
   # supervision for a backbone that starts from scratch, where Mask2Former's starts from ImageNet.
   # A linear classifier of the mask features, which the queries' masks read linearly too (a 3x3
   # ConvBN before it cost an eighth of a CPU step).

@@ -32,16 +32,16 @@ class Segmenter(nn.Module):
     return {k: v.astype(jnp.float32) for k, v in outputs.items()}
 
 
-def pick(table, name, what, none=""):
+def pick(table, name, what):
   if not isinstance(name, str) or name not in table:
-    raise ValueError(f"Unknown {what} '{name}': choose one of {', '.join(sorted(table))}{none} "
+    raise ValueError(f"Unknown {what} '{name}': choose one of {', '.join(sorted(table))} "
                      f"(config.model.{what}).")
   return table[name]
 
 
-def build(table, model_config, what, none="", **given):
+def build(table, model_config, what, **given):
   """The module `config.model.<what>` names, with its `<what>_kwargs`, each checked by name."""
-  factory = pick(table, model_config[what], what, none)
+  factory = pick(table, model_config[what], what)
   kwargs = dict(model_config.get(f"{what}_kwargs", {}))
   module = getattr(factory, "func", factory)  # a partial of a Flax module, or the module
   bound = set(given) | {"parent", "name"}  # a partial's own keywords may be overridden

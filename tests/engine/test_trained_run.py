@@ -58,6 +58,5 @@ def test_a_workdir_of_an_earlier_segjax_is_read_and_says_what_moved(panoptic_run
   assert said == [f"'{workdir}': its config.json is an earlier segjax's, read with config.model.head="
                   "'panoptic_deeplab': config.model.semantic_head has moved to config.model.decoder. "
                   "config.model.semantic_head_kwargs has moved to config.model.decoder_kwargs. "
-                  "config.model.instance_head has moved to config.model.instance_decoder (with "
-                  "model.head='panoptic_deeplab'). config.model.instance_head_kwargs has moved to "
-                  "config.model.instance_decoder_kwargs."], said
+                  "config.model.instance_head has moved to config.model.instance_decoder. "
+                  "config.model.instance_head_kwargs has moved to config.model.instance_decoder_kwargs."], said

@@ -11,6 +11,7 @@ from pycocotools.cocoeval import COCOeval
 from segjax.evaluation import CocoMaskEvaluator, PanopticQuality, panoptic_from_labels, score_files
 from segjax.evaluation import confusion_matrix, semantic_metrics
 from segjax.heads import panoptic_deeplab
+from segjax.heads.head import VOID
 
 
 def test_confusion_matrix_and_miou_by_hand():
@@ -115,7 +116,7 @@ def test_panoptic_fusion_by_hand():
           "classes": jnp.array([1, 0, 1]), "scores": jnp.array([0.9, 0.5, 0.8])}
   out = panoptic_deeplab.panoptic_fusion(semantic, inst, thing_classes=(1, 2), min_stuff_area=3,
                                     label_divisor=1000)
-  v = panoptic_deeplab.VOID
+  v = VOID
   # Slot k of class c is c * 1000 + k + 1; stuff 3 has 2 pixels (< 3): void; the class-2 pixels no
   # instance claims: void; stuff 0 (8 pixels) keeps its id.
   np.testing.assert_array_equal(out, [[0, 0, 0, 1001, 1001, v],

@@ -35,10 +35,10 @@ def test_resnet50_width():
   assert shapes["out"].shape == (1, 4, 4, 2048)
 
 
-@pytest.mark.parametrize("backbone,head,dtype", [("seed", "seed", "float32"),
+@pytest.mark.parametrize("backbone,decoder,dtype", [("seed", "seed", "float32"),
                                                  ("resnet18", "deeplabv3plus", "bfloat16")])
-def test_segmenter_gives_full_resolution_float32_logits(backbone, head, dtype):
-  cfg = ml_collections.ConfigDict(dict(backbone=backbone, head="semantic", decoder=head, dtype=dtype,
+def test_segmenter_gives_full_resolution_float32_logits(backbone, decoder, dtype):
+  cfg = ml_collections.ConfigDict(dict(backbone=backbone, head="semantic", decoder=decoder, dtype=dtype,
                                        backbone_kwargs={}, decoder_kwargs={}))
   model = build_segmenter(cfg, num_classes=5)
   x = jnp.linspace(0, 1, 2 * 64 * 64 * 3).reshape(2, 64, 64, 3)
@@ -72,16 +72,16 @@ _BACKBONES = {"seed": {"widths": (4, 8, 8, 16, 16), "depths": (1, 1, 1), "featur
 @pytest.mark.parametrize("backbone", sorted(_BACKBONES))
 def test_every_decoder_works_on_every_backbone(backbone):
   """An odd-sized image through each semantic decoder and the instance decoder, at full resolution."""
-  for head, kwargs in (("seed", {"hidden": 8, "refine": 4}), ("deeplabv3plus", {"aspp_features": 8,
+  for decoder, kwargs in (("seed", {"hidden": 8, "refine": 4}), ("deeplabv3plus", {"aspp_features": 8,
                         "decoder_features": 8, "low_features": 4})):
     cfg = ml_collections.ConfigDict(dict(backbone=backbone, backbone_kwargs=_BACKBONES[backbone],
-                                         head="panoptic_deeplab", decoder=head, decoder_kwargs=kwargs,
+                                         head="panoptic_deeplab", decoder=decoder, decoder_kwargs=kwargs,
                                          dtype="float32", instance_decoder="center_offset",
                                          instance_decoder_kwargs={"hidden": 8, "branch": 4}))
     model = build_segmenter(cfg, num_classes=3)
     out = jax.eval_shape(lambda m=model: m.init_with_output(
         jax.random.key(0), jnp.zeros((2, 50, 75, 3)), train=False)[0])
-    assert out["semantic_logits"].shape == (2, 50, 75, 3), (backbone, head)
+    assert out["semantic_logits"].shape == (2, 50, 75, 3), (backbone, decoder)
     assert out["center"].shape == (2, 50, 75) and out["offsets"].shape == (2, 50, 75, 2)
 
 
