@@ -1,29 +1,14 @@
 """The config schema: every key a recipe may set, with its default, so a typo is caught by name, and
 `validate`, which checks each value's type and range and the values that must agree before any work.
 segjax's own keys are here; a head's own keys (its decoders, loss weights, post-processing) are its
-Head.defaults and Head.rules, in the schema of a config that names it."""
-import difflib
+Head.defaults and Head.rules, in the schema of a config that names it (segjax/head_keys.py)."""
 import importlib.util
 
 import ml_collections
 from ml_collections import config_dict
 
-from segjax import checks
+from segjax import checks, head_keys
 from segjax.errors import UserError
-
-# Sub-dicts named *_kwargs hold a module's keyword arguments, which the module's build checks
-# (segjax.models.segmenter.build), not the schema.
-_KWARGS = "_kwargs"
-
-# Keys of earlier segjax versions and where they are now (a run's config.json may hold them).
-MOVED = {
-    "model.semantic_head": "model.decoder",
-    "model.semantic_head_kwargs": "model.decoder_kwargs",
-    "model.instance_head": "model.instance_decoder",
-    "model.instance_head_kwargs": "model.instance_decoder_kwargs",
-    "model.head_kwargs": "model.decoder_kwargs",
-}
-
 
 def base_config(head="semantic"):
   """Defaults for every key of a config of `head` (a name in segjax.heads.HEADS); recipes in
@@ -116,109 +101,9 @@ def own_keys():
 
 
 def set_head(config, name):
-  """Makes `name` the head of `config` (in place, and returned): config.model.head and the head's
-  own keys (Head.defaults), the keys of any other head gone. A key that the head it held and the
-  new one both own with the same default keeps its value (a *_kwargs dict if its module's name is
-  kept): semantic -> panoptic_deeplab keeps a tuned decoder and loss.semantic_*, while a decoder
-  name of another head's registry falls back to the new head's default. A config file that
-  changes its head calls this."""
-  from segjax import heads  # pylint: disable=g-import-not-at-top  (jax and flax: only here)
-  if name not in heads.HEADS:
-    raise UserError(_unknown_head(name, heads.HEADS))
-  held = heads.HEADS.get(_holder(config))
-  before = dict(_leaves(held.defaults)) if held else {}
-  wanted = dict(_leaves(heads.HEADS[name].defaults))
-  same = {path for path, default in wanted.items()
-          if path in before and before[path] == default and _get(config, path) is not _ABSENT}
-  kept = {path for path in same if not path.endswith(_KWARGS) or path[:-len(_KWARGS)] in same}
-  others = {path for head in heads.HEADS.values() for path, _ in _leaves(head.defaults)}
-  for path in others - kept:
-    *sections, key = path.split(".")
-    node = _get(config, ".".join(sections))
-    if isinstance(node, ml_collections.ConfigDict) and key in node:
-      del node[key]
-      if not node and ".".join(sections) not in _OWN_SECTIONS:
-        del _get(config, ".".join(sections[:-1]) if sections[1:] else "")[sections[-1]]
-  for path, default in wanted.items():
-    if path not in kept:
-      *sections, key = path.split(".")
-      _section(config, sections)[key] = ml_collections.ConfigDict(default) if isinstance(default, dict) else default
-  config.model.head = name
-  return config
-
-
-_ABSENT = object()
-_OWN_SECTIONS = ("model", "loss", "postprocess")  # kept, if empty, when a head's keys leave
-
-
-def _get(config, path):
-  """The value at a dotted path ("" for the config itself), or _ABSENT."""
-  for key in path.split(".") if path else ():
-    if not isinstance(config, ml_collections.ConfigDict) or key not in config:
-      return _ABSENT
-    config = config[key]
-  return config
-
-
-def _holder(config):
-  """The head whose keys the config holds (all of them; of several, the one with the most), or None:
-  after `--config.model.head=X` or a hand-set model.head, not the head it names."""
-  from segjax import heads  # pylint: disable=g-import-not-at-top
-  held = [(len(paths), name) for name, head in heads.HEADS.items()
-          for paths in [dict(_leaves(head.defaults))] if all(_get(config, p) is not _ABSENT for p in paths)]
-  return max(held)[1] if held else None
-
-
-def _unknown_head(name, known, config=None):
-  close = difflib.get_close_matches(str(name), list(known), n=1)
-  moved = [old for old in MOVED if config is not None and old.split(".")[1] in config.get("model", {})]
-  said = f"Unknown head {name!r}: choose one of {', '.join(sorted(known))} (config.model.head)"
-  if close:
-    return f"{said}; did you mean '{close[0]}'?"
-  return f"{said}; {moved_key(moved[0])}" if moved else f"{said}."
-
-
-def upgraded(saved):
-  """The dict of an earlier segjax's config.json (its head picked by model.semantic_head,
-  instance_head and head) with its keys where they are now, and a sentence naming what moved;
-  (saved, None) when nothing did. Its model's variables are named as they were."""
-  model = saved["model"]
-  if not any(path.split(".")[1] in model for path in MOVED):
-    return saved, None
-  if model.get("head"):
-    name, decoders = model["head"], {"decoder": model["head"], "decoder_kwargs": model.get("head_kwargs", {})}
-    used = ["model.head_kwargs"]
-  else:
-    name = "panoptic_deeplab" if model.get("instance_head") else "semantic"
-    decoders = {"decoder": model.get("semantic_head", "seed"), "decoder_kwargs": model.get("semantic_head_kwargs", {})}
-    used = ["model.semantic_head", "model.semantic_head_kwargs"]
-    if name == "panoptic_deeplab":
-      decoders.update(instance_decoder=model["instance_head"],
-                      instance_decoder_kwargs=model.get("instance_head_kwargs", {}))
-      used += ["model.instance_head", "model.instance_head_kwargs"]
-  schema = base_config(name)
-  new = {section: {k: v for k, v in value.items() if k in schema[section]} if section in ("loss", "postprocess")
-         else value for section, value in saved.items()}
-  new["model"] = {**{k: v for k, v in model.items() if f"model.{k}" not in MOVED}, "head": name, **decoders}
-  return new, (f"its config.json is an earlier segjax's, read with config.model.head='{name}': "
-               + " ".join(moved_key(path) for path in used))
-
-
-def _leaves(defaults, prefix=""):
-  """(dotted path, default) of a Head.defaults, a dict of *_kwargs being one leaf."""
-  for key, value in defaults.items():
-    if isinstance(value, dict) and not key.endswith(_KWARGS):
-      yield from _leaves(value, f"{prefix}{key}.")
-    else:
-      yield f"{prefix}{key}", value
-
-
-def _section(config, path):
-  for key in path:
-    if key not in config:
-      config[key] = ml_collections.ConfigDict()
-    config = config[key]
-  return config
+  """Makes `name` the head of `config`: segjax.head_keys.set_head (a config file that changes its
+  head calls this)."""
+  return head_keys.set_head(config, name)
 
 
 def validate(config):
@@ -236,11 +121,11 @@ def validate(config):
   from segjax import heads  # pylint: disable=g-import-not-at-top  (jax and flax: the head's registry)
   head = config.get("model", {}).get("head")
   if not isinstance(head, str) or head not in heads.HEADS:
-    raise UserError(_unknown_head(head, heads.HEADS, config))
+    raise UserError(head_keys.unknown_head(head, heads.HEADS, config))
   _check_head_declares(head, heads.HEADS[head])
-  held = _holder(config)
-  if held not in (None, head) and any(_get(config, p) is _ABSENT for p, _ in _leaves(heads.HEADS[head].defaults)):
-    raise UserError(head_switch(held, head))
+  held = head_keys.holder(config)
+  if held not in (None, head) and any(head_keys.get(config, p) is head_keys.ABSENT for p in head_keys.of(head)):
+    raise UserError(head_keys.head_switch(held, head))
   schema = base_config(head)
   _check_keys(config, schema, "config", head)
   _check_values(config, schema, "", {**heads.HEADS[head].rules, **_RULES})
@@ -257,80 +142,22 @@ _PASSED = set()  # the configs validate passed, as JSON
 def _check_head_declares(name, head):
   """A head's keys are its own, and it has rules for its keys only: else a key of segjax's would
   vanish with the head, or a rule check nothing."""
-  clash = sorted(head_keys(name) & set(dict(_leaves(own_keys().to_dict()))))
+  clash = sorted(head_keys.of(name) & set(dict(head_keys.leaves(own_keys().to_dict()))))
   if clash:
     raise UserError(f"Head '{name}' declares config.{clash[0]}, one of segjax's own keys, in its defaults; "
                     "a head's keys are its own: give it a name of the head's.")
-  stray = sorted(set(head.rules) - head_keys(name))
+  stray = sorted(set(head.rules) - head_keys.of(name))
   if stray:
     raise UserError(f"Head '{name}' has a rule for config.{stray[0]}, which is not in its defaults; a head's "
                     "rules check its own keys: add the key to its defaults or drop the rule.")
-
-
-def moved_key(old):
-  """Where a key of MOVED is now, as a sentence."""
-  return f"config.{old} has moved to config.{MOVED[old]}."
-
-
-def head_switch(held, wanted):
-  """The sentence for a config that holds the keys of head `held` but names head `wanted`."""
-  return (f"config.model.head is '{wanted}', but the config holds the keys of head '{held}': a head brings keys "
-          f"of its own, so give a config file of head '{wanted}', one that starts from segjax.config."
-          f"base_config('{wanted}') or calls segjax.config.set_head (configs/panoptic.py and "
-          "configs/query_panoptic.py do).")
-
-
-def foreign_key(path, head):
-  """The sentence for `path`, a key that config.model.head=`head` does not own, when another head
-  does; else None."""
-  from segjax import heads  # pylint: disable=g-import-not-at-top  (jax and flax: only here)
-  owners = sorted(name for name, h in heads.HEADS.items() if path in dict(_leaves(h.defaults)))
-  if not owners:
-    return None
-  named = owners[0] if len(owners) == 1 else f"{', '.join(owners[:-1])} and {owners[-1]}"
-  return (f"config.{path} is a key of head{'s' if len(owners) > 1 else ''} {named}, and config.model.head is "
-          f"'{head}'; a config file changes its head with segjax.config.set_head.")
-
-
-def unknown_key(where, known, head):
-  """Why `where` (a dotted path) is no key of a config of `head`, whose keys at that level are
-  `known`: moved, another head's, or a typo of one of them."""
-  if where in MOVED:
-    return moved_key(where)
-  foreign = foreign_key(where, head)
-  if foreign:
-    return foreign
-  *parent, key = where.split(".")
-  theirs = {p.split(".")[-1]: p for p in _all_head_keys() if p.split(".")[:-1] == parent}
-  close = difflib.get_close_matches(key, list(known) + [k for k in theirs if k not in known], n=1)
-  if close and close[0] in known:
-    return f"did you mean '{close[0]}'?"
-  if close:
-    return f"did you mean '{close[0]}'? {foreign_key(theirs[close[0]], head)}"
-  return f"known keys: {', '.join(sorted(known))}." if known else "there are no keys there."
-
-
-def head_names():
-  from segjax import heads  # pylint: disable=g-import-not-at-top  (jax and flax: only here)
-  return sorted(heads.HEADS)
-
-
-def head_keys(name):
-  """The dotted paths of head `name`'s own keys (none for a head segjax does not know)."""
-  from segjax import heads  # pylint: disable=g-import-not-at-top
-  return set(dict(_leaves(heads.HEADS[name].defaults))) if name in heads.HEADS else set()
-
-
-def _all_head_keys():
-  return {path for name in head_names() for path in head_keys(name)}
 
 
 def _check_keys(config, schema, path, head):
   for key, value in config.items():
     if key not in schema:
       where = f"{path}.{key}"[len("config."):]
-      raise UserError(f"Unknown config key '{path}.{key}'; {unknown_key(where, list(schema.keys()), head)}")
-    if isinstance(value, ml_collections.ConfigDict) and not key.endswith(_KWARGS):
+      raise UserError(f"Unknown config key '{path}.{key}'; {head_keys.unknown_key(where, list(schema.keys()), head)}")
+    if isinstance(value, ml_collections.ConfigDict) and not key.endswith(head_keys.KWARGS):
       _check_keys(value, schema[key], f"{path}.{key}", head)
   for key in schema.keys():
     if key not in config:
@@ -407,8 +234,8 @@ def _check_values(config, schema, prefix, rules):
     if isinstance(default, ml_collections.ConfigDict):
       if not isinstance(value, ml_collections.ConfigDict):
         raise UserError(f"config.{path} is {value!r}: give a dict of "
-                        f"{'keyword arguments' if key.endswith(_KWARGS) else 'its keys'}.")
-      if not key.endswith(_KWARGS):
+                        f"{'keyword arguments' if key.endswith(head_keys.KWARGS) else 'its keys'}.")
+      if not key.endswith(head_keys.KWARGS):
         _check_values(value, default, f"{path}.", rules)
       continue
     if value is None and default is None:  # a placeholder left unset

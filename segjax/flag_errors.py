@@ -10,7 +10,7 @@ import traceback
 from absl import flags
 import ml_collections
 
-from segjax import config as config_lib
+from segjax import config as config_lib, head_keys
 
 
 def explain(error, argv):
@@ -38,11 +38,11 @@ def _explain_override(argv):
     for i, key in enumerate(keys):
       if not hasattr(node, "keys") or key not in node:
         where = ".".join(keys[:i + 1])
-        if head != config.model.head and where in config_lib.head_keys(head):
-          return config_lib.head_switch(config.model.head, head)
+        if head != config.model.head and where in head_keys.of(head):
+          return head_keys.head_switch(config.model.head, head)
         known = list(node.keys()) if hasattr(node, "keys") else []
-        reason = config_lib.unknown_key(where, known, head)
-        if where in config_lib.MOVED or config_lib.foreign_key(where, head):
+        reason = head_keys.unknown_key(where, known, head)
+        if where in head_keys.MOVED or head_keys.foreign_key(where, head):
           return f"Unknown config key in {arg}: {reason}"
         if not known:
           reason = "this config sets no keys there; add the key to the config file to override it."
@@ -84,7 +84,7 @@ def _explain_config_file(error):
       frames = [f for f in traceback.extract_tb(seen.__traceback__) if "ml_collections" not in f.filename]
       where = f"{frames[-1].filename} line {frames[-1].lineno} (`{frames[-1].line}`)" if frames else "the config file"
       field, value, given, wanted = match.groups()
-      paths = sorted({p for head in config_lib.head_names() for p in _paths_ending_in(config_lib.base_config(head), field)})
+      paths = sorted({p for head in head_keys.names() for p in _paths_ending_in(config_lib.base_config(head), field)})
       key = paths[0] if len(paths) == 1 else field
       kind = next((k for t, k in _KINDS.items() if t.__name__ == wanted), wanted).split(",")[0]
       shown = repr(value) if given == "str" else value

@@ -10,9 +10,10 @@ import ml_collections
 import numpy as np
 
 from segjax import heads
-from segjax.config import base_config, upgraded
+from segjax.config import base_config
 from segjax.engine.checkpoint import Checkpointer
 from segjax.errors import UserError
+from segjax.head_keys import upgraded
 
 
 class TrainedRun(NamedTuple):

@@ -9,6 +9,7 @@ import jax
 import numpy as np
 
 from segjax import config as config_lib
+from segjax import head_keys
 from segjax.engine import trained_run
 
 _OTHER_HEADS_KEYS = {"loss": {"class_weight": 2.0, "num_points": 12544, "center_weight": 200.0},
@@ -38,10 +39,10 @@ def test_each_heads_earlier_config_reads_as_todays():
   for head in ("semantic", "panoptic_deeplab", "mask_former"):
     today = json.loads(config_lib.base_config(head).to_json_best_effort())
     today["model"]["decoder_kwargs"] = {"hidden": 24}
-    read, sentence = config_lib.upgraded(_earlier(today))
+    read, sentence = head_keys.upgraded(_earlier(today))
     assert read == today, head
     assert f"read with config.model.head='{head}'" in sentence
-  assert config_lib.upgraded(today) == (today, None)  # today's: untouched
+  assert head_keys.upgraded(today) == (today, None)  # today's: untouched
 
 
 def test_a_workdir_of_an_earlier_segjax_is_read_and_says_what_moved(panoptic_run, tmp_path, caplog):
