@@ -15,6 +15,7 @@ from safetensors.numpy import save_file
 
 import parity
 from segjax import convert, weights
+from segjax.weights import state_dict, torch_cnn
 from segjax.errors import UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -85,7 +86,7 @@ def test_half_precision_safetensors_convert_to_their_float32_values(tmp_path):
   for dtype in (np.float16, ml_dtypes.bfloat16):
     path = tmp_path / f"{np.dtype(dtype).name}.safetensors"
     save_file({k: v.astype(dtype) for k, v in state.items()}, str(path))
-    read = convert.read_state_dict(str(path))
+    read = state_dict.read_state_dict(str(path))
     np.testing.assert_array_equal(read["layer1.0.conv1.weight"],
                                   state["layer1.0.conv1.weight"].astype(dtype).astype(np.float32))
 
@@ -101,12 +102,12 @@ def test_existing_output_is_never_overwritten(tmp_path):
 def test_a_backbone_only_checkpoint_converts_without_classifier():
   # timm's num_classes=0 keeps the head's LayerNorm; without its linear layer the head is left out.
   state = {k: v for k, v in _state("timm/convnext_tiny").items() if not k.startswith("head.fc")}
-  assert list(convert.convert(state, "convnext_tiny", "timm")["params"]) == ["backbone"]
+  assert list(torch_cnn.convert(state, "convnext_tiny", "timm")["params"]) == ["backbone"]
   state = {k: v for k, v in _state("torchvision/resnet50").items() if not k.startswith("fc.")}
-  assert sorted(convert.convert(state, "resnet50", "torchvision")["params"]) == ["backbone"]
+  assert sorted(torch_cnn.convert(state, "resnet50", "torchvision")["params"]) == ["backbone"]
   state["fc.bias"] = np.zeros(1000, np.float32)  # half a classifier is a tensor left over
   with pytest.raises(UserError, match=r"it has 'fc.bias' that resnet50 does not"):
-    convert.convert(state, "resnet50", "torchvision")
+    torch_cnn.convert(state, "resnet50", "torchvision")
 
 
 def _error(tmp_path, checkpoint, arch, source="torchvision"):
