@@ -76,6 +76,8 @@ def holder(config):
 
 
 def unknown_head(name, known, config=None):
+  """The sentence for a config.model.head that names no head of `known` (with the earlier key that
+  picked it, if the config holds one)."""
   close = difflib.get_close_matches(str(name), list(known), n=1)
   moved = [old for old in MOVED if config is not None and old.split(".")[1] in config.get("model", {})]
   said = f"Unknown head {name!r}: choose one of {', '.join(sorted(known))} (config.model.head)"

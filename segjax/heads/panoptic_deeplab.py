@@ -41,7 +41,8 @@ class PanopticDeepLab(Semantic):
       "loss.offset_weight": checks.WEIGHT,
       "loss.center_sigma": checks.number_in(lambda v: v > 0, "> 0, in pixels"),
       "postprocess.center_threshold": checks.UNIT,
-      "postprocess.nms_kernel": (lambda v: checks.is_int(v) and v >= 1 and v % 2 == 1, "give an odd integer >= 1, e.g. 7"),
+      "postprocess.nms_kernel": (lambda v: checks.is_int(v) and v >= 1 and v % 2 == 1,
+                                 "give an odd integer >= 1, e.g. 7"),
       "postprocess.top_k": checks.AT_LEAST_1,
       "postprocess.min_stuff_area": checks.ints_from(0),
   }

@@ -204,15 +204,15 @@ def test_pictures_use_the_dataset_colours(tmp_path):
   assert picture[0, 0, 2:].tolist() == [[128, 64, 128], [255, 255, 255], [119, 11, 32], [0, 0, 142]]
 
 
-def test_an_instance_head_on_a_folder_without_instances_is_refused(tmp_path):
+def test_a_head_of_instances_on_a_folder_without_them_is_refused(tmp_path):
   folder.write(str(tmp_path / "raw"), instances=False)
   config = tiny_panoptic_config(str(tmp_path / "tfds"), **{"dataset.name": "folder",
                                                            "dataset.manual_dir": str(tmp_path / "raw")})
   with config.unlocked():
     for key in ("num_classes", "thing_classes", "label_divisor", "label_ids"):
       config.dataset[key] = None
-  with pytest.raises(UserError, match="Dataset 'folder' has no instance labels, which head 'panoptic_deeplab' learns from; choose a "
-                                       "semantic head"):
+  with pytest.raises(UserError, match="Dataset 'folder' has no instance labels, which head 'panoptic_deeplab' "
+                                       "learns from; choose a semantic head"):
     data.resolve(config)
 
 

@@ -113,7 +113,8 @@ def test_a_typo_in_its_key_on_the_command_line_gets_did_you_mean(tmp_path):
     ("loss.toy_weight", -1.0, "config.loss.toy_weight is -1.0: give a number >= 0."),
     ("model.toy_features", 0, "config.model.toy_features is 0: give an integer >= 1."),
 ])
-def test_its_keys_are_checked_by_name_and_by_its_rules(toy, key, value, sentence):  # pylint: disable=redefined-outer-name,unused-argument
+@pytest.mark.usefixtures("toy")
+def test_its_keys_are_checked_by_name_and_by_its_rules(key, value, sentence):
   config = tiny_config("/nonexistent", "toy")
   section, name = key.split(".")
   config[section][name] = value
@@ -122,7 +123,8 @@ def test_its_keys_are_checked_by_name_and_by_its_rules(toy, key, value, sentence
   assert str(e.value) == sentence
 
 
-def test_a_head_set_by_hand_is_named_with_the_head_the_config_holds(toy):  # pylint: disable=redefined-outer-name,unused-argument
+@pytest.mark.usefixtures("toy")
+def test_a_head_set_by_hand_is_named_with_the_head_the_config_holds():
   config = tiny_config("/nonexistent")
   config.model.head = "toy"  # as --config.model.head=toy would: the semantic head's keys stay, the toy's are missing
   with pytest.raises(UserError) as e:
