@@ -10,6 +10,7 @@ from ml_collections import config_dict
 from segjax import checks, head_keys
 from segjax.errors import UserError
 
+
 def base_config(head="semantic"):
   """Defaults for every key of a config of `head` (a name in segjax.heads.HEADS); recipes in
   configs/ start from this and change what they need."""
@@ -101,8 +102,11 @@ def own_keys():
 
 
 def set_head(config, name):
-  """Makes `name` the head of `config`: segjax.head_keys.set_head (a config file that changes its
-  head calls this)."""
+  """Makes `name` the head of `config`: segjax.head_keys.set_head, once every head's keys are its
+  own (a config file that changes its head calls this)."""
+  from segjax import heads  # pylint: disable=g-import-not-at-top  (jax and flax: the heads' registry)
+  for head_name, head in heads.HEADS.items():
+    _check_head_declares(head_name, head)
   return head_keys.set_head(config, name)
 
 
@@ -122,7 +126,6 @@ def validate(config):
   head = config.get("model", {}).get("head")
   if not isinstance(head, str) or head not in heads.HEADS:
     raise UserError(head_keys.unknown_head(head, heads.HEADS, config))
-  _check_head_declares(head, heads.HEADS[head])
   held = head_keys.holder(config)
   if held not in (None, head) and any(head_keys.get(config, p) is head_keys.ABSENT for p in head_keys.of(head)):
     raise UserError(head_keys.head_switch(held, head))
@@ -142,10 +145,12 @@ _PASSED = set()  # the configs validate passed, as JSON
 def _check_head_declares(name, head):
   """A head's keys are its own, and it has rules for its keys only: else a key of segjax's would
   vanish with the head, or a rule check nothing."""
-  clash = sorted(head_keys.of(name) & set(dict(head_keys.leaves(own_keys().to_dict()))))
+  own = dict(head_keys.leaves(own_keys().to_dict()))
+  clash = sorted(path for path in head_keys.of(name) for key in own
+                 if path == key or path.startswith(f"{key}.") or key.startswith(f"{path}."))
   if clash:
-    raise UserError(f"Head '{name}' declares config.{clash[0]}, one of segjax's own keys, in its defaults; "
-                    "a head's keys are its own: give it a name of the head's.")
+    raise UserError(f"Head '{name}' declares config.{clash[0]}, which is, or is inside, one of segjax's own "
+                    "keys, in its defaults; a head's keys are its own: give it a name of the head's.")
   stray = sorted(set(head.rules) - head_keys.of(name))
   if stray:
     raise UserError(f"Head '{name}' has a rule for config.{stray[0]}, which is not in its defaults; a head's "

@@ -19,6 +19,7 @@ from segjax.errors import UserError
 from segjax.weights import torch_cnn
 from segjax.weights.state_dict import read_state_dict
 
+
 def convert_file(in_path, out_path, arch, source):
   """Converts `in_path` to `out_path`, which must not exist yet; returns a one-line summary."""
   torch_cnn.check_names(arch, source)

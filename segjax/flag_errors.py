@@ -37,14 +37,15 @@ def _explain_override(argv):
     node, keys = config, match.group(1).split(".")
     for i, key in enumerate(keys):
       if not hasattr(node, "keys") or key not in node:
+        if head != config.model.head and any(head_keys.get(config, p) is head_keys.ABSENT
+                                             for p in head_keys.of(head)):
+          return head_keys.head_switch(head_keys.holder(config) or config.model.head, head)
         where = ".".join(keys[:i + 1])
-        if head != config.model.head and where in head_keys.of(head):
-          return head_keys.head_switch(config.model.head, head)
         known = list(node.keys()) if hasattr(node, "keys") else []
         reason = head_keys.unknown_key(where, known, head)
         if where in head_keys.MOVED or head_keys.foreign_key(where, head):
           return f"Unknown config key in {arg}: {reason}"
-        if not known:
+        if reason == head_keys.NO_KEYS:
           reason = "this config sets no keys there; add the key to the config file to override it."
         return f"Unknown config key in {arg}: '{key}'; {reason}"
       node = node[key]

@@ -20,15 +20,17 @@ MOVED = {
     "model.instance_head_kwargs": "model.instance_decoder_kwargs",
     "model.head_kwargs": "model.decoder_kwargs",
 }
+ABSENT = object()
+_OWN_SECTIONS = ("model", "loss", "postprocess")  # kept, if empty, when a head's keys leave
 
 
 def set_head(config, name):
   """Makes `name` the head of `config` (in place, and returned): config.model.head and the head's
   own keys (Head.defaults), the keys of any other head gone. A key that the head it held and the
   new one both own with the same default keeps its value (a *_kwargs dict if its module's name is
-  kept): semantic -> panoptic_deeplab keeps a tuned decoder and loss.semantic_*, while a decoder
-  name of another head's registry falls back to the new head's default. A config file that
-  changes its head calls this."""
+  kept), as the two mean it alike: semantic -> panoptic_deeplab keeps a tuned decoder and
+  loss.semantic_*, while -> mask_former, whose decoder default differs, starts from its own.
+  segjax.config.set_head checks the heads' declarations first."""
   from segjax import heads  # pylint: disable=g-import-not-at-top  (jax and flax: only here)
   if name not in heads.HEADS:
     raise UserError(unknown_head(name, heads.HEADS))
@@ -38,23 +40,20 @@ def set_head(config, name):
   same = {path for path, default in wanted.items()
           if path in before and before[path] == default and get(config, path) is not ABSENT}
   kept = {path for path in same if not path.endswith(KWARGS) or path[:-len(KWARGS)] in same}
-  for path in _every_heads_keys() - kept:
+  for path in sorted(_every_heads_keys() - kept, key=lambda p: -p.count(".")):  # deepest first
     *sections, key = path.split(".")
     node = get(config, ".".join(sections))
     if isinstance(node, ml_collections.ConfigDict) and key in node:
       del node[key]
-      if not node and ".".join(sections) not in _OWN_SECTIONS:
-        del get(config, ".".join(sections[:-1]) if sections[1:] else "")[sections[-1]]
+      while sections and ".".join(sections) not in _OWN_SECTIONS and not get(config, ".".join(sections)):
+        del get(config, ".".join(sections[:-1]))[sections[-1]]  # a section of its own, emptied
+        sections = sections[:-1]
   for path, default in wanted.items():
     if path not in kept:
       *sections, key = path.split(".")
       _section(config, sections)[key] = ml_collections.ConfigDict(default) if isinstance(default, dict) else default
   config.model.head = name
   return config
-
-
-ABSENT = object()
-_OWN_SECTIONS = ("model", "loss", "postprocess")  # kept, if empty, when a head's keys leave
 
 
 def get(config, path):
@@ -71,7 +70,7 @@ def holder(config):
   after `--config.model.head=X` or a hand-set model.head, not the head it names."""
   from segjax import heads  # pylint: disable=g-import-not-at-top
   held = [(len(paths), name) for name, head in heads.HEADS.items()
-          for paths in [dict(leaves(head.defaults))] if all(get(config, p) is not ABSENT for p in paths)]
+          for paths in [dict(leaves(head.defaults))] if paths and all(get(config, p) is not ABSENT for p in paths)]
   return max(held)[1] if held else None
 
 
@@ -104,16 +103,17 @@ def upgraded(saved):
       decoders.update(instance_decoder=model["instance_head"],
                       instance_decoder_kwargs=model.get("instance_head_kwargs", {}))
       used += ["model.instance_head", "model.instance_head_kwargs"]
-  own = of(name)
-  new = {section: {k: v for k, v in value.items() if f"{section}.{k}" in own} if section in ("loss", "postprocess")
-         else value for section, value in saved.items()}
+  others = _every_heads_keys() - of(name)
+  new = {section: {k: v for k, v in value.items() if f"{section}.{k}" not in others}
+         if section in ("loss", "postprocess") else value for section, value in saved.items()}
   new["model"] = {**{k: v for k, v in model.items() if f"model.{k}" not in MOVED}, "head": name, **decoders}
   return new, (f"its config.json is an earlier segjax's, read with config.model.head='{name}': "
                + " ".join(moved_key(path) for path in used))
 
 
 def leaves(defaults, prefix=""):
-  """(dotted path, default) of a Head.defaults, a dict of *_kwargs being one leaf."""
+  """(dotted path, default) of nested dicts of defaults (a Head.defaults), a *_kwargs dict being
+  one leaf."""
   for key, value in defaults.items():
     if isinstance(value, dict) and not key.endswith(KWARGS):
       yield from leaves(value, f"{prefix}{key}.")
@@ -138,15 +138,15 @@ def head_switch(held, wanted):
   """The sentence for a config that holds the keys of head `held` but names head `wanted`."""
   return (f"config.model.head is '{wanted}', but the config holds the keys of head '{held}': a head brings keys "
           f"of its own, so give a config file of head '{wanted}', one that starts from segjax.config."
-          f"base_config('{wanted}') or calls segjax.config.set_head (configs/panoptic.py and "
-          "configs/query_panoptic.py do).")
+          f"base_config('{wanted}') or calls segjax.config.set_head.")
 
 
 def foreign_key(path, head):
   """The sentence for `path`, a key that config.model.head=`head` does not own, when another head
   does; else None."""
   from segjax import heads  # pylint: disable=g-import-not-at-top  (jax and flax: only here)
-  owners = sorted(name for name, h in heads.HEADS.items() if path in dict(leaves(h.defaults)))
+  owners = sorted(name for name, h in heads.HEADS.items()
+                  if any(p == path or p.startswith(f"{path}.") for p, _ in leaves(h.defaults)))
   if not owners:
     return None
   named = owners[0] if len(owners) == 1 else f"{', '.join(owners[:-1])} and {owners[-1]}"
@@ -169,7 +169,10 @@ def unknown_key(where, known, head):
     return f"did you mean '{close[0]}'?"
   if close:
     return f"did you mean '{close[0]}'? {foreign_key(theirs[close[0]], head)}"
-  return f"known keys: {', '.join(sorted(known))}." if known else "there are no keys there."
+  return f"known keys: {', '.join(sorted(known))}." if known else NO_KEYS
+
+
+NO_KEYS = "there are no keys there."
 
 
 def names():

@@ -56,7 +56,8 @@ ROWS = [
      r"\(0: stop at the first\)\."),
     (["configs/panoptic.py", "--config.postprocess.center_threshold=1.5"],
      r"config\.postprocess\.center_threshold is 1\.5: give a number in \[0, 1\]\."),
-    (["configs/panoptic.py", "--config.postprocess.top_k=0"], r"config\.postprocess\.top_k is 0: give an integer >= 1\."),
+    (["configs/panoptic.py", "--config.postprocess.top_k=0"],
+     r"config\.postprocess\.top_k is 0: give an integer >= 1\."),
     (["configs/panoptic.py", "--config.postprocess.nms_kernel=4"],
      r"config\.postprocess\.nms_kernel is 4: give an odd integer >= 1, e\.g\. 7\."),
     (["--config.eval.margin=-1"], r"config\.eval\.margin is -1: give an integer >= 0 \(0: mmsegmentation's plain mean\)\."),
@@ -100,10 +101,17 @@ ROWS = [
     (["--config.model.head=panoptic_deeplab"],
      r"config\.model\.head is 'panoptic_deeplab', but the config holds the keys of head 'semantic': a head brings "
      r"keys of its own, so give a config file of head 'panoptic_deeplab', one that starts from "
-     r"segjax\.config\.base_config\('panoptic_deeplab'\) or calls segjax\.config\.set_head \(configs/panoptic\.py "
-     r"and configs/query_panoptic\.py do\)\."),
+     r"segjax\.config\.base_config\('panoptic_deeplab'\) or calls segjax\.config\.set_head\."),
     (["--config.model.head=panoptic_deeplab", "--config.loss.center_weight=2"],
      r"config\.model\.head is 'panoptic_deeplab', but the config holds the keys of head 'semantic': .*"),
+    (["--config.model.head=panoptic_deeplab", "--config.loss.center_weigth=2"],
+     r"config\.model\.head is 'panoptic_deeplab', but the config holds the keys of head 'semantic': .*"),
+    (["--config.model.head=mask_former", "--config.model.decoder_kwargs.num_queries=8"],
+     r"config\.model\.head is 'mask_former', but the config holds the keys of head 'semantic': .*"),
+    (["--config.postprocess.top_kk=3"],
+     r"Unknown config key in --config\.postprocess\.top_kk=3: 'top_kk'; did you mean 'top_k'\? config\.postprocess\.top_k "
+     r"is a key of head panoptic_deeplab, and config\.model\.head is 'semantic'; a config file changes its head with "
+     r"segjax\.config\.set_head\."),
     (["--config.loss.semantic_wieght=2"],
      r"Unknown config key in --config\.loss\.semantic_wieght=2: 'semantic_wieght'; did you mean 'semantic_weight'\?"),
     # Keys inside *_kwargs (a whole dict given on the command line).

@@ -15,8 +15,8 @@ from safetensors.numpy import save_file
 
 import parity
 from segjax import convert, weights
-from segjax.weights import state_dict, torch_cnn
 from segjax.errors import UserError
+from segjax.weights import state_dict, torch_cnn
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURE = np.load(os.path.join(ROOT, "tests", "fixtures", parity.FIXTURE))

@@ -44,9 +44,9 @@ def load(workdir):
   try:
     heads.get(config)
   except ValueError as e:
-    raise UserError(f"'{workdir}' was trained with a head that segjax.heads does not have here ({e}); add it "
-                    "to HEADS (segjax/heads/__init__.py), or register it (segjax.heads.register) before "
-                    "reading the run.") from e
+    raise UserError(f"'{workdir}' was trained with head '{config.model.head}', which segjax.heads does not "
+                    f"have here (it has {', '.join(sorted(heads.HEADS))}): add it to HEADS "
+                    "(segjax/heads/__init__.py), or register it (segjax.heads.register) before reading the run.") from e
   model = heads.build_segmenter(config.model, config.dataset.num_classes)
   device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
   shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), np.zeros((1, 64, 64, 3), np.float32)))

@@ -144,6 +144,7 @@ def _natural(key):
 
 
 def check_names(arch, source):
+  """UserError for an --arch or --source this module does not convert."""
   if arch not in ARCHS:
     raise UserError(f"Unknown --arch '{arch}': choose one of {', '.join(ARCHS)}.")
   if source not in SOURCES:

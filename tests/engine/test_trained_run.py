@@ -7,10 +7,12 @@ import shutil
 
 import jax
 import numpy as np
+import pytest
 
 from segjax import config as config_lib
 from segjax import head_keys
 from segjax.engine import trained_run
+from segjax.errors import UserError
 
 _OTHER_HEADS_KEYS = {"loss": {"class_weight": 2.0, "num_points": 12544, "center_weight": 200.0},
                      "postprocess": {"object_mask_threshold": 0.8, "top_k": 16}}
@@ -61,3 +63,17 @@ def test_a_workdir_of_an_earlier_segjax_is_read_and_says_what_moved(panoptic_run
                   "config.model.semantic_head_kwargs has moved to config.model.decoder_kwargs. "
                   "config.model.instance_head has moved to config.model.instance_decoder. "
                   "config.model.instance_head_kwargs has moved to config.model.instance_decoder_kwargs."], said
+
+
+def test_a_run_of_a_head_segjax_lacks_is_one_sentence(panoptic_run, tmp_path):
+  workdir = tmp_path / "other"
+  shutil.copytree(panoptic_run, workdir)
+  saved = json.loads((workdir / "config.json").read_text())
+  saved["model"]["head"] = "toy"
+  (workdir / "config.json").write_text(json.dumps(saved))
+  with pytest.raises(UserError) as e:
+    trained_run.load(str(workdir))
+  assert str(e.value) == (
+      f"'{workdir}' was trained with head 'toy', which segjax.heads does not have here (it has mask_former, "
+      "panoptic_deeplab, semantic): add it to HEADS (segjax/heads/__init__.py), or register it "
+      "(segjax.heads.register) before reading the run.")

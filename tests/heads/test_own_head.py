@@ -4,6 +4,7 @@ this file and registered from it, with no segjax module edited. This file is als
 that `python -m segjax.main` reads in the end-to-end test."""
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -160,17 +161,45 @@ class _Greedy(Toy):
   defaults = {"model": {"dtype": "bfloat16"}, "loss": {"toy_weight": 1.0}}
 
 
+class _Enclosing(Toy):
+  defaults = {"model": {"init_from": 3}}
+
+
 class _Stray(Toy):
   rules = {**Toy.rules, "loss.toy_wait": checks.WEIGHT}
 
 
 @pytest.mark.parametrize("head,sentence", [
-    (_Greedy(), "Head 'bad' declares config.model.dtype, one of segjax's own keys, in its defaults"),
+    (_Greedy(), "Head 'bad' declares config.model.dtype, which is, or is inside, one of segjax's own keys"),
+    (_Enclosing(), "Head 'bad' declares config.model.init_from, which is, or is inside, one of segjax's own keys"),
     (_Stray(), "Head 'bad' has a rule for config.loss.toy_wait, which is not in its defaults"),
 ])
 def test_a_head_keeps_to_its_own_keys(monkeypatch, head, sentence):
+  """A registered head that would take segjax's keys stops every config being made, before any
+  key is lost."""
   monkeypatch.setitem(heads.HEADS, "bad", head)
-  config = config_lib.base_config("semantic")
-  config_lib.set_head(config, "bad")
-  with pytest.raises(UserError, match=f"^{sentence}"):
-    config_lib.validate(config)
+  with pytest.raises(UserError, match=f"^{re.escape(sentence)}"):
+    config_lib.base_config("semantic")
+
+
+class _Sectioned(Toy):
+  defaults = {"toy": {"a": 1, "deep": {"b": 2}}, "loss": {"toy_weight": 1.0}}
+  rules = {}
+
+
+class _Keyless(Toy):
+  defaults, rules = {}, {}
+
+
+def test_a_section_of_a_heads_own_leaves_with_it_and_a_keyless_head_holds_no_config(monkeypatch):
+  monkeypatch.setitem(heads.HEADS, "sectioned", _Sectioned())
+  monkeypatch.setitem(heads.HEADS, "keyless", _Keyless())
+  config = config_lib.base_config("sectioned")
+  assert config.toy.deep.b == 2
+  config_lib.set_head(config, "semantic")
+  assert "toy" not in config and "toy_weight" not in config.loss
+  config_lib.validate(config)
+  bare = config_lib.own_keys()  # no head's keys: the keyless head is not taken for the one it holds
+  bare.model.head = "semantic"
+  with pytest.raises(UserError, match=r"^config\.\w+ lacks the key '\w+' \(default .*base_config\('semantic'\)\.$"):
+    config_lib.validate(bare)
