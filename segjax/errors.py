@@ -1,4 +1,9 @@
 """The one exception for mistakes a user can fix: `main` prints its sentence and exits non-zero."""
+import re
+
+# Terminal escape sequences (PyTorch's load errors set bold with them) and other control characters:
+# in a sentence they would be printed as codes, or restyle the user's terminal.
+_CONTROL = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|[\x00-\x08\x0b-\x1f\x7f]")
 
 
 class UserError(Exception):
@@ -6,8 +11,10 @@ class UserError(Exception):
 
 
 def cause(e):
-  """`Type: first line` of an exception from a library, short enough to sit inside a sentence."""
-  first = str(e).splitlines()[0][:160] if str(e).strip() else "no detail"
+  """`Type: first line` of an exception from a library, short enough to sit inside a sentence, and
+  without the terminal's escape codes."""
+  text = _CONTROL.sub("", str(e))
+  first = text.strip().splitlines()[0][:160] if text.strip() else "no detail"
   return f"{type(e).__name__}: {first}"
 
 

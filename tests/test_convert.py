@@ -15,7 +15,7 @@ from safetensors.numpy import save_file
 
 import parity
 from segjax import convert, weights
-from segjax.errors import UserError
+from segjax.errors import UserError, cause
 from segjax.weights import state_dict, torch_cnn
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -170,7 +170,7 @@ def test_unknown_architecture_missing_file_and_bad_output_are_named(tmp_path):
                     reason="PyTorch is installed here, so a .pth can be read")
 def test_pth_without_torch_says_what_to_install(tmp_path):
   path = tmp_path / "resnet50.pth"
-  path.write_bytes(b"PK")
+  path.write_bytes(b"PK\x03\x04")  # the start of the zip archive torch.save writes
   assert _error(tmp_path, path, "resnet50") == (
       f"Reading '{path}' needs PyTorch (pip install torch), or convert from the "
       ".safetensors file of the same weights, which does not.")
@@ -186,3 +186,50 @@ def test_damaged_weights_file_is_named(tmp_path):
   np.savez(path, x=np.ones(3))
   with pytest.raises(UserError, match=r"was not written by segjax"):
     weights.load(path)
+
+
+_LFS = b"version https://git-lfs.github.com/spec/v1\noid sha256:4b2e\nsize 102530333\n"
+_PAGE = b"\n  <!DOCTYPE html>\n<html><head><title>Sign in</title></head><body>...</body></html>"
+
+
+@pytest.mark.parametrize("name,content,sentence", [
+    ("resnet50.pth", _LFS, "is a Git LFS pointer, not the checkpoint: fetch the file itself (git lfs pull in "
+                           "its repository, or download it from the model's page)."),
+    ("resnet50.safetensors", _LFS, "is a Git LFS pointer, not the checkpoint"),
+    ("resnet50.pth", _PAGE, "is a web page, not a checkpoint: the download saved a page (a login, an error or "
+                            "a redirect); download the file itself."),
+    ("resnet50.safetensors", _PAGE, "is a web page, not a checkpoint"),
+    ("resnet50.pth", b"weights: see the README\n", "is not a PyTorch checkpoint (neither the zip archive "
+                                                     "torch.save writes nor a pickle): download it again."),
+])
+def test_what_a_failed_download_leaves_is_named_as_such(tmp_path, name, content, sentence):
+  """Said before torch or safetensors read it: they would call it a pickle of Python objects, cut
+  off, or a header they cannot parse."""
+  path = tmp_path / name
+  path.write_bytes(content)
+  with pytest.raises(UserError) as e:
+    state_dict.read_state_dict(str(path))
+  assert str(e.value).startswith(f"'{path}' {sentence}"), str(e.value)
+
+
+def test_a_librarys_terminal_codes_stay_out_of_sentences():
+  error = RuntimeError("\x1b[1mWeights only load failed.\x1b[0m Re-running \x1b[31mtorch.load\x1b[0m\x07 ...")
+  assert cause(error) == "RuntimeError: Weights only load failed. Re-running torch.load ..."
+
+
+def test_the_same_input_converts_to_the_same_bytes_readable_as_an_npz(tmp_path):
+  """Two processes (safetensors orders its metadata by a hash map seeded per process) write the same
+  bytes, and the .safetensors file gets the .npz file's permissions."""
+  code = ("import sys, numpy as np; from segjax import weights; "
+          "variables = {'params': {'backbone': {'a': np.arange(6, dtype=np.float32).reshape(2, 3)}}}; "
+          "meta = {'arch': 'resnet18', 'source': 'torchvision', 'converted_from': 'r.pth', 'note': 'x'}; "
+          "[weights.save(p, variables, meta) for p in sys.argv[1:]]")
+  paths = []
+  for run in range(2):
+    paths += [str(tmp_path / f"w{run}.safetensors"), str(tmp_path / f"w{run}.npz")]
+    subprocess.run([sys.executable, "-c", code, *paths[-2:]], check=True, cwd=ROOT, timeout=120)
+  assert open(paths[0], "rb").read() == open(paths[2], "rb").read()
+  assert open(paths[1], "rb").read() == open(paths[3], "rb").read()
+  assert os.stat(paths[0]).st_mode & 0o777 == os.stat(paths[1]).st_mode & 0o777
+  flat, meta = weights.load(paths[0])
+  assert meta["note"] == "x" and flat["params/backbone/a"].tolist() == [[0, 1, 2], [3, 4, 5]]

@@ -25,7 +25,8 @@ def check_extension(path, what):
 
 
 def save(path, variables, metadata):
-  """Writes nested `variables` to `path` whole or not at all (a temporary file, then a rename)."""
+  """Writes nested `variables` to `path` whole or not at all (a temporary file, then a rename), the
+  same bytes for the same input, readable as any file this process writes (umask)."""
   check_extension(path, "The weights file")
   flat = {"/".join(k): np.ascontiguousarray(v) for k, v in traverse_util.flatten_dict(variables).items()}
   metadata = {"format": FORMAT, **{k: str(v) for k, v in metadata.items()}}
@@ -33,8 +34,9 @@ def save(path, variables, metadata):
   tmp = f"{path}.tmp{os.getpid()}"
   try:
     if path.endswith(".safetensors"):
-      from safetensors.numpy import save_file  # pylint: disable=g-import-not-at-top
-      save_file(flat, tmp, metadata=metadata)
+      from safetensors.numpy import save as serialize  # pylint: disable=g-import-not-at-top
+      with open(tmp, "wb") as f:  # not safetensors' save_file, which makes the file 0600
+        f.write(_sorted_header(serialize(flat, metadata=metadata)))
     else:
       with open(tmp, "wb") as f:
         np.savez(f, **flat, **{_META: np.array(json.dumps(metadata))})
@@ -42,6 +44,16 @@ def save(path, variables, metadata):
   finally:
     if os.path.exists(tmp):
       os.remove(tmp)
+
+
+def _sorted_header(data):
+  """A safetensors file's bytes with its JSON header's keys sorted: safetensors writes the metadata
+  from a hash map, in an order that changes from run to run, so hosts' checksums of one conversion
+  would differ. The format allows any key order and pads the header with spaces to 8 bytes."""
+  size = int.from_bytes(data[:8], "little")
+  header = json.dumps(json.loads(data[8:8 + size]), sort_keys=True, separators=(",", ":")).encode()
+  header += b" " * (-len(header) % 8)
+  return len(header).to_bytes(8, "little") + header + data[8 + size:]
 
 
 def _unreadable(path, what, e):

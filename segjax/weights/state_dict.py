@@ -43,12 +43,31 @@ def _read_pth(path):
   return {k: v.float().numpy() for k, v in state.items() if torch.is_tensor(v)}
 
 
+def _check_is_a_checkpoint(path):
+  """What a failed download leaves under a checkpoint's name, said as such rather than as whatever
+  torch or safetensors make of it: a Git LFS pointer, a web page, text."""
+  with open(path, "rb") as f:
+    head = f.read(256)
+  if head.startswith(b"version https://git-lfs"):
+    raise UserError(f"'{path}' is a Git LFS pointer, not the checkpoint: fetch the file itself (git lfs pull "
+                    "in its repository, or download it from the model's page).")
+  if head.lstrip().lower().startswith((b"<!doctype", b"<html", b"<?xml", b"<head", b"<body")):
+    raise UserError(f"'{path}' is a web page, not a checkpoint: the download saved a page (a login, an "
+                    "error or a redirect); download the file itself.")
+  if path.endswith(".safetensors"):
+    return
+  if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):
+    raise UserError(f"'{path}' is not a PyTorch checkpoint (neither the zip archive torch.save writes nor "
+                    "a pickle): download it again.")
+
+
 def read_state_dict(path):
   """{name: float32 NumPy array} of a `.safetensors` file (any float dtype, bfloat16 too) or a `.pth`
   state dict (which needs torch). A checkpoint that wraps its state dict ({"state_dict": ...},
   {"model": ...}) or was saved from DistributedDataParallel ("module." prefixes) is unwrapped."""
   if not os.path.isfile(path):
     raise UserError(f"Checkpoint '{path}' does not exist.")
+  _check_is_a_checkpoint(path)
   try:
     state = _read_safetensors(path) if path.endswith(".safetensors") else _read_pth(path)
   except UserError:
