@@ -105,8 +105,9 @@ def set_head(config, name):
   """Makes `name` the head of `config`: segjax.head_keys.set_head, once every head's keys are its
   own (a config file that changes its head calls this)."""
   from segjax import heads  # pylint: disable=g-import-not-at-top  (jax and flax: the heads' registry)
+  own = set(dict(head_keys.leaves(own_keys().to_dict())))
   for head_name, head in heads.HEADS.items():
-    _check_head_declares(head_name, head)
+    _check_head_declares(head_name, head, own)
   return head_keys.set_head(config, name)
 
 
@@ -142,10 +143,9 @@ def validate(config):
 _PASSED = set()  # the configs validate passed, as JSON
 
 
-def _check_head_declares(name, head):
-  """A head's keys are its own, and it has rules for its keys only: else a key of segjax's would
-  vanish with the head, or a rule check nothing."""
-  own = dict(head_keys.leaves(own_keys().to_dict()))
+def _check_head_declares(name, head, own):
+  """A head's keys are its own (none of `own`, segjax's keys, nor inside or around one), and it has
+  rules for its keys only: else a key of segjax's would vanish with the head, or a rule check nothing."""
   clash = sorted(path for path in head_keys.of(name) for key in own
                  if path == key or path.startswith(f"{key}.") or key.startswith(f"{path}."))
   if clash:

@@ -35,7 +35,7 @@ def set_head(config, name):
   if name not in heads.HEADS:
     raise UserError(unknown_head(name, heads.HEADS))
   held = heads.HEADS.get(holder(config))
-  before = dict(leaves(held.defaults)) if held else {}
+  before = dict(leaves(held.defaults)) if held else {}  # with their defaults, which `of` leaves out
   wanted = dict(leaves(heads.HEADS[name].defaults))
   same = {path for path, default in wanted.items()
           if path in before and before[path] == default and get(config, path) is not ABSENT}
@@ -69,8 +69,8 @@ def holder(config):
   """The head whose keys the config holds (all of them; of several, the one with the most), or None:
   after `--config.model.head=X` or a hand-set model.head, not the head it names."""
   from segjax import heads  # pylint: disable=g-import-not-at-top
-  held = [(len(paths), name) for name, head in heads.HEADS.items()
-          for paths in [dict(leaves(head.defaults))] if paths and all(get(config, p) is not ABSENT for p in paths)]
+  held = [(len(paths), name) for name in heads.HEADS
+          for paths in [of(name)] if paths and all(get(config, p) is not ABSENT for p in paths)]
   return max(held)[1] if held else None
 
 
@@ -145,8 +145,7 @@ def foreign_key(path, head):
   """The sentence for `path`, a key that config.model.head=`head` does not own, when another head
   does; else None."""
   from segjax import heads  # pylint: disable=g-import-not-at-top  (jax and flax: only here)
-  owners = sorted(name for name, h in heads.HEADS.items()
-                  if any(p == path or p.startswith(f"{path}.") for p, _ in leaves(h.defaults)))
+  owners = sorted(name for name in heads.HEADS if any(p == path or p.startswith(f"{path}.") for p in of(name)))
   if not owners:
     return None
   named = owners[0] if len(owners) == 1 else f"{', '.join(owners[:-1])} and {owners[-1]}"

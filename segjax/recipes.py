@@ -7,8 +7,8 @@ from segjax.config import base_config, set_head
 def tiny_variant(c):
   """A recipe's `:tiny` variant (`--config=configs/<dataset>/<recipe>.py:tiny`): the same model a few
   channels wide and one block deep per stage, small crops and three steps, so a test can run every
-  recipe on a few fake files on
-  a CPU. The data settings (dataset, splits, scales) stay the recipe's own."""
+  recipe on a few fake files on a CPU. The data settings (dataset, splits, scales) stay the
+  recipe's own."""
   if c.model.backbone.startswith("resnet"):  # one block per stage: compiles in a third of the time
     c.model.backbone_kwargs.width = 4
     c.model.backbone_kwargs.stage_sizes = (1, 1, 1, 1)
