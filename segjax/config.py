@@ -83,7 +83,17 @@ def own_keys():
       # `skipped_steps`); 0: the run stops at the first, its last good checkpoint kept.
       skip_nonfinite=0,
       backbone_lr_multiplier=1.0,  # the backbone's updates scaled by this (0: parameters as loaded)
+      # Fine-tuning a ViT (EoMT's recipe): block i of L learns at layer_decay^(L - i) of the rate,
+      # its embeddings as block 1 (1.0: off); the backbone rests through warmup_steps, then warms up
+      # over backbone_warmup_steps (0: warms up with the rest); False: no weight decay on norms,
+      # biases, layer scales, position embeddings and learned tokens and queries.
+      layer_decay=1.0,
+      backbone_warmup_steps=0,
+      decay_norms_and_tokens=True,
   ))
+  # Devices as a (data, fsdp) mesh: the batch split over all, the train state (parameters and
+  # optimizer state) over groups of `fsdp` devices, each holding 1/fsdp of it (1: a whole copy each).
+  c.mesh = ml_collections.ConfigDict(dict(fsdp=1))
   c.benchmark = ml_collections.ConfigDict(dict(  # python -m segjax.benchmark only
       image_size=512,
       warmup_steps=10,
@@ -209,8 +219,11 @@ _RULES = {
     "optimizer.poly_power": checks.number_in(lambda v: v > 0, "> 0"),
     "optimizer.grad_clip_norm": checks.number_in(lambda v: v >= 0, ">= 0 (0: no clipping)"),
     "optimizer.backbone_lr_multiplier": checks.number_in(lambda v: v >= 0, ">= 0 (0: the backbone as loaded)"),
+    "optimizer.layer_decay": checks.number_in(lambda v: 0 < v <= 1, "in (0, 1] (1: off)"),
+    "optimizer.backbone_warmup_steps": checks.ints_from(0),
     "optimizer.skip_nonfinite": (lambda v: checks.is_int(v) and v >= 0,
                                  "give an integer >= 0, the non-finite steps in a row to skip (0: stop at the first)"),
+    "mesh.fsdp": checks.AT_LEAST_1,
     "benchmark.image_size": checks.AT_LEAST_1,
     "benchmark.warmup_steps": checks.ints_from(0),
     "benchmark.steps": checks.AT_LEAST_1,
@@ -260,6 +273,10 @@ def _check_relations(config):
   if opt.warmup_steps >= config.total_steps:
     raise UserError(f"config.optimizer.warmup_steps is {opt.warmup_steps}, not below config.total_steps="
                     f"{config.total_steps}: give fewer warm-up steps than the run has (0 for none).")
+  if opt.backbone_warmup_steps and opt.warmup_steps + opt.backbone_warmup_steps >= config.total_steps:
+    raise UserError(f"config.optimizer.warmup_steps + backbone_warmup_steps is "
+                    f"{opt.warmup_steps + opt.backbone_warmup_steps}, not below config.total_steps="
+                    f"{config.total_steps}: give fewer warm-up steps than the run has.")
   things, n = tuple(ds.thing_classes or ()), ds.num_classes
   if n is not None:
     outside = [c for c in things if c >= n]
@@ -290,6 +307,9 @@ def _check_model(config):
                     f"{ds.label_divisor}: panoptic ids class * label_divisor + instance need a divisor >= "
                     "the class count.")
   head.check(config)
+  if config.optimizer.layer_decay != 1.0 and not hasattr(model.backbone, "depth"):
+    raise UserError(f"config.optimizer.layer_decay is {config.optimizer.layer_decay}, but config.model.backbone "
+                    f"'{config.model.backbone}' has no blocks to decay over: use it with a ViT, or set 1.0.")
   init = config.model.init_from
   if init.path:
     modules = ["backbone"] + [scope for scope, _, _ in model.decoders]

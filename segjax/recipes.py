@@ -12,6 +12,8 @@ def tiny_variant(c):
   if c.model.backbone.startswith("resnet"):  # one block per stage: compiles in a third of the time
     c.model.backbone_kwargs.width = 4
     c.model.backbone_kwargs.stage_sizes = (1, 1, 1, 1)
+  if c.model.backbone.startswith("vit_"):  # two blocks, 16 wide
+    c.model.backbone_kwargs.update(dim=16, depth=2, heads=2, mlp_hidden=32)
   from segjax import heads  # pylint: disable=g-import-not-at-top  (jax and flax: only here)
   heads.get(c).tiny(c)
   c.model.dtype = "float32"
@@ -19,7 +21,7 @@ def tiny_variant(c):
   height, width = c.input.crop_size or (32, 32)
   c.input.crop_size = (32, 32 * width // height)  # the recipe's aspect ratio
   c.input.eval_size = (64, 64)
-  c.optimizer.warmup_steps = 0
+  c.optimizer.warmup_steps = c.optimizer.backbone_warmup_steps = 0
   c.batch_size = c.eval_batch_size = 8
   c.total_steps = c.eval_every = c.checkpoint_every = 3
   c.log_every = 1
@@ -67,6 +69,45 @@ def panoptic_deeplab(c, lr, semantic_top_k, min_stuff_area):
   c.postprocess.min_stuff_area = min_stuff_area
   c.optimizer.name, c.optimizer.lr, c.optimizer.weight_decay = "adamw", lr, 0.0
   c.optimizer.schedule, c.optimizer.warmup_steps = "poly", 1000
+  return c
+
+
+# DINOv2's ViT-L/14 with 4 registers (timm's vit_large_patch14_reg4_dinov2.lvd142m), its patch
+# embedding resized to 16 (FlexiViT's pseudo-inverse, as EoMT loads it), converted:
+#   python -m segjax.convert --arch=vit_large_patch14_reg4_dinov2 --source=timm --patch=16 \
+#       --in=model.safetensors --out=DINOV2_VIT_L16
+DINOV2_VIT_L16 = "~/.cache/segjax/dinov2_vitl14_reg4_patch16.safetensors"
+
+
+def eomt_vit_l(dataset, crop_size, scales, queries, head="eomt"):
+  """EoMT's ViT-L recipe (Kerssies et al. CVPR 2025; tue-mps/eomt configs/dinov2/*/eomt_large_*.yaml
+  and training/ defaults): DINOv2 ViT-L/16 with 4 registers (DINOV2_VIT_L16), queries through its
+  last 4 blocks, masks annealed block after block over sixths 1-5 of training (poly 0.9); class,
+  mask and dice weights 2, 5, 5, "no object" 0.1, 12544 points (3x oversampled, 75% by
+  uncertainty); AdamW lr 1e-4 with weight decay 0.05 on every parameter (as EoMT), layer-wise rate
+  decay 0.8, 500 warm-up steps for the new parts and then 1000 for the backbone, poly 0.9; gradient
+  norm clipped at 0.01; batch 16 in bfloat16 (EoMT: 16-bit mixed precision).
+
+  Deviations: the position embedding stays on DINOv2's 37 x 37 grid and is resized at every step
+  (EoMT resizes it once at load, then trains the resized one); no colour jitter (EoMT's ADE20K and
+  Cityscapes recipes have it); `scales` are of the image as it comes, where EoMT's scale jitter is of
+  the scale that fits the image in the crop; eval at each image's size, whole (EoMT slides crop-size
+  windows along the long side of a semantic image whose short side it resizes to the crop).
+  `head`: "eomt", or "eomt_semantic" for semantic segmentation (segments per class)."""
+  c = base_config(head)
+  c.dataset.name = dataset
+  c.model.backbone = "vit_large_patch14_reg4_dinov2"
+  c.model.backbone_kwargs.patch = 16
+  c.model.init_from.path = DINOV2_VIT_L16
+  c.model.decoder_kwargs.update(num_queries=queries, blocks=4, upscale=2)
+  c.model.dtype = "bfloat16"
+  c.input.crop_size = crop_size
+  c.input.min_scale, c.input.max_scale = scales
+  c.optimizer.name, c.optimizer.lr, c.optimizer.weight_decay = "adamw", 1e-4, 0.05
+  c.optimizer.schedule, c.optimizer.poly_power = "poly", 0.9
+  c.optimizer.layer_decay = 0.8
+  c.optimizer.warmup_steps, c.optimizer.backbone_warmup_steps = 500, 1000
+  c.optimizer.grad_clip_norm = 0.01
   return c
 
 

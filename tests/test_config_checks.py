@@ -70,13 +70,13 @@ ROWS = [
     (["--config.model.dtype=float16"],
      r"Unknown dtype 'float16': choose one of bfloat16, float32 \(config\.model\.dtype\)\."),
     (["--config.model.backbone=resnet7"],
-     r"Unknown backbone 'resnet7': choose one of convnext_base, .*, resnet50, seed \(config\.model\.backbone\)\."),
+     r"Unknown backbone 'resnet7': choose one of convnext_base, .*, seed, .*vit_tiny_patch16 \(config\.model\.backbone\)\."),
     (["--config.model.decoder=centre"],
      r"Unknown decoder 'centre': choose one of deeplabv3plus, seed \(config\.model\.decoder\)\."),
     (["configs/panoptic.py", "--config.model.instance_decoder=centre"],
      r"Unknown instance_decoder 'centre': choose one of center_offset \(config\.model\.instance_decoder\)\."),
     (["--config.model.head=mask_formr"],
-     r"Unknown head 'mask_formr': choose one of mask_former, panoptic_deeplab, semantic \(config\.model\.head\); "
+     r"Unknown head 'mask_formr': choose one of eomt, eomt_semantic, mask_former, panoptic_deeplab, semantic \(config\.model\.head\); "
      r"did you mean 'mask_former'\?"),
     # Keys of earlier versions, and of another head.
     (["--config.model.semantic_head=seed"],

@@ -23,7 +23,8 @@ FAKES = {"coco_panoptic": coco_panoptic, "cityscapes": cityscapes, "ade20k": ade
 RECIPES = sorted(p for p in glob.glob(os.path.join(ROOT, "configs", "*", "*.py"))
                  if os.path.basename(os.path.dirname(p)) in FAKES)
 # One recipe per head, on three readers; the other recipes share their trainer, evaluator and writers.
-END_TO_END = ("ade20k/semantic.py", "coco_panoptic/panoptic.py", "cityscapes/mask_former_r50.py")
+END_TO_END = ("ade20k/semantic.py", "coco_panoptic/panoptic.py", "cityscapes/mask_former_r50.py",
+              "coco_panoptic/eomt_vit_l.py", "ade20k/eomt_vit_l.py")
 _ID = lambda p: os.path.relpath(p, os.path.join(ROOT, "configs"))
 
 

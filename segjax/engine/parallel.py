@@ -1,4 +1,6 @@
-"""Devices and shardings: one `data` mesh axis over every device of every process.
+"""Devices and shardings: a (`data`, `fsdp`) mesh over every device of every process. The batch is
+split over both axes; the train state (parameters and optimizer state) over `fsdp` (ZeRO-3 / FSDP:
+each device holds 1/fsdp of it, gathered by XLA where a step needs it), replicated when fsdp is 1.
 
 A multi-host run is JAX's multi-controller runtime: every process runs the same program, the
 coordinator (process 0's address) lets them find each other, and `jax.distributed` must start
@@ -72,10 +74,14 @@ def on_process_0(predicate):
   return bool(multihost_utils.broadcast_one_to_all(np.int32(value)))
 
 
-def make_mesh(devices=None):
-  """A 1-D mesh named `data` over `devices` (default: all devices of all processes)."""
-  devices = jax.devices() if devices is None else devices
-  return Mesh(np.asarray(devices), ("data",))
+def make_mesh(devices=None, fsdp=1):
+  """A (data, fsdp) mesh over `devices` (default: all devices of all processes), `fsdp` devices
+  sharing each copy of the train state (config.mesh.fsdp)."""
+  devices = np.asarray(jax.devices() if devices is None else devices)
+  if fsdp < 1 or devices.size % fsdp:
+    raise UserError(f"config.mesh.fsdp is {fsdp}, which does not divide the {devices.size} devices; give a "
+                    f"divisor of {devices.size} (1: every device holds the whole state).")
+  return Mesh(devices.reshape(-1, fsdp), ("data", "fsdp"))
 
 
 def replicated(mesh):
@@ -83,8 +89,23 @@ def replicated(mesh):
 
 
 def batch_sharding(mesh):
-  """Leading (batch) axis split over `data`, all other axes whole."""
-  return NamedSharding(mesh, P("data"))
+  """Leading (batch) axis split over every device (both axes), all other axes whole."""
+  return NamedSharding(mesh, P(mesh.axis_names))
+
+
+def state_sharding(tree, mesh):
+  """A sharding for each array of `tree` (shapes suffice): split over `fsdp` along its largest axis
+  that fsdp divides, replicated if none does (scalars, odd sizes) or fsdp is 1. A rule of shapes,
+  so parameters and the optimizer's moments of them are split alike."""
+  n = mesh.shape["fsdp"]
+
+  def rule(x):
+    for axis in sorted(range(len(x.shape)), key=lambda a: -x.shape[a]):
+      if n > 1 and x.shape[axis] % n == 0:
+        return NamedSharding(mesh, P(*[None] * axis, "fsdp"))
+    return NamedSharding(mesh, P())
+
+  return jax.tree.map(rule, tree)
 
 
 def check_batch_size(global_batch, mesh, what="config.batch_size"):

@@ -56,7 +56,8 @@ def train_step(state, batch, *, model, tx, schedule, head, config):
 
   def loss_fn(params):
     outputs, updates = model.apply({"params": params, "batch_stats": state.batch_stats},
-                                   batch["image"], train=True, mutable=["batch_stats"], rngs={"dropout": key})
+                                   batch["image"], train=True, mutable=["batch_stats"], rngs={"dropout": key},
+                                   **head.train_inputs(config, state.step))
     loss, parts = head.loss(outputs, batch, config, jax.random.fold_in(key, 1))
     return loss, (parts, updates["batch_stats"])
 
@@ -92,16 +93,16 @@ def scored(result, batch, config):
                                                   ds.num_classes, ds.ignore_label)}
 
 
-def compile_steps(model, tx, schedule, config, mesh):
-  """The jitted train and eval steps: state replicated, batch split over the `data` axis."""
+def compile_steps(model, tx, schedule, config, mesh, state_shardings):
+  """The jitted train and eval steps: state as `state_shardings`, batch split over the mesh."""
   rep, split = parallel.replicated(mesh), parallel.batch_sharding(mesh)
   train = jax.jit(
       functools.partial(train_step, model=model, tx=tx, schedule=schedule, head=heads.get(config),
                         config=config),
-      in_shardings=(rep, split), out_shardings=(rep, rep), donate_argnums=0)
+      in_shardings=(state_shardings, split), out_shardings=(state_shardings, rep), donate_argnums=0)
   # Outputs keep the batch split; the confusion matrix, a sum over it, comes out replicated.
   infer = inference.make_inference_fn(model, config)
-  eval_fn = jax.jit(functools.partial(eval_step, infer=infer, config=config), in_shardings=(rep, split))
+  eval_fn = jax.jit(functools.partial(eval_step, infer=infer, config=config), in_shardings=(state_shardings, split))
   return train, eval_fn
 
 
@@ -113,15 +114,17 @@ class Setup(NamedTuple):
 
 
 def setup(config, mesh):
-  """The model, its jitted train and eval steps, and the initial state replicated on `mesh`."""
+  """The model, its jitted train and eval steps, and the initial state on `mesh` (split over its
+  `fsdp` axis, parallel.state_sharding)."""
   try:
     model = heads.build_segmenter(config.model, config.dataset.num_classes)
   except ValueError as e:
     raise UserError(str(e)) from e
   tx, schedule = optimizer.make_optimizer(config)
-  train_fn, eval_fn = compile_steps(model, tx, schedule, config, mesh)
-  init = jax.jit(functools.partial(create_train_state, model, tx, image_size=tuple(config.input.crop_size)),
-                 out_shardings=parallel.replicated(mesh))
+  make = functools.partial(create_train_state, model, tx, image_size=tuple(config.input.crop_size))
+  shardings = parallel.state_sharding(jax.eval_shape(make, jax.random.key(0)), mesh)
+  train_fn, eval_fn = compile_steps(model, tx, schedule, config, mesh, shardings)
+  init = jax.jit(make, out_shardings=shardings)
   return Setup(model, train_fn, eval_fn, init(jax.random.key(config.seed)))
 
 
@@ -160,7 +163,7 @@ def train_and_evaluate(config, workdir):
   from segjax import data  # pylint: disable=g-import-not-at-top  (TensorFlow stays out of the steps)
 
   config_lib.validate(config)
-  mesh = parallel.make_mesh()
+  mesh = parallel.make_mesh(fsdp=config.mesh.fsdp)
   parallel.check_batch_size(config.batch_size, mesh)
   parallel.check_batch_size(config.eval_batch_size, mesh, "config.eval_batch_size")
   _check_makeable(workdir)
@@ -185,7 +188,7 @@ def evaluate_checkpoint(config, workdir):
   from segjax import data  # pylint: disable=g-import-not-at-top  (TensorFlow stays out of the steps)
 
   config_lib.validate(config)
-  mesh = parallel.make_mesh()
+  mesh = parallel.make_mesh(fsdp=config.mesh.fsdp)
   parallel.check_batch_size(config.eval_batch_size, mesh, "config.eval_batch_size")
   directory = os.path.join(workdir, "checkpoints")
   missing = UserError(f"No checkpoint in '{directory}' to evaluate; train first without --eval_only.")

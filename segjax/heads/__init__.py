@@ -5,6 +5,7 @@ Adding a head: a file here with a subclass of Head and one line in HEADS; or, fr
 own, `heads.register("name", MyHead())`. A config picks it with config.model.head="name" and holds
 its keys: segjax.config.base_config("name"), or set_head(config, "name").
 """
+from segjax.heads.eomt import EoMT
 from segjax.heads.head import Head
 from segjax.heads.mask_former import MaskFormer
 from segjax.heads.panoptic_deeplab import PanopticDeepLab
@@ -12,7 +13,8 @@ from segjax.heads.semantic import Semantic
 from segjax.models.backbones import BACKBONES
 from segjax.models.segmenter import DTYPES, Segmenter, build, pick
 
-HEADS = {"semantic": Semantic(), "panoptic_deeplab": PanopticDeepLab(), "mask_former": MaskFormer()}
+HEADS = {"semantic": Semantic(), "panoptic_deeplab": PanopticDeepLab(), "mask_former": MaskFormer(),
+         "eomt": EoMT(), "eomt_semantic": EoMT(semantic_only=True)}
 
 
 def register(name, head):

@@ -42,6 +42,11 @@ class Head:
     """Raises UserError for values this head cannot work with together (called by validation,
     once each key has passed its rule)."""
 
+  def train_inputs(self, config, step):
+    """Keyword arguments of the model's training call beyond the images, from the step (a traced
+    int32): what its decoders change over training (EoMT's masking probabilities)."""
+    return {}
+
   def targets(self, semantic, instance, config):
     """The targets its loss needs, made in tf.data from one cropped example's (H, W) int32 label
     maps (instance is None unless label_keys has it): a dict of tensors of static shape."""

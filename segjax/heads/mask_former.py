@@ -59,7 +59,7 @@ class MaskFormer(Head):
     return (("head", build(MASK_DECODERS, model_config, "decoder", num_classes=num_classes, dtype=dtype), None),)
 
   def check(self, config):
-    queries = config.model.decoder_kwargs.get("num_queries", MaskFormerDecoder.num_queries)
+    queries = self._queries(config)
     if config.eval.mode != "whole":
       raise UserError(f"config.eval.mode is '{config.eval.mode}', but mask_former's queries are one set per "
                       "image, which sliding windows cannot stitch: use config.eval.mode='whole'.")
@@ -71,6 +71,9 @@ class MaskFormer(Head):
     if divisor is not None and queries >= divisor:
       raise UserError(f"config.model.decoder_kwargs.num_queries is {queries}, not below config.dataset."
                       f"label_divisor={divisor}: instance ids would run into the next class's panoptic ids.")
+
+  def _queries(self, config):
+    return config.model.decoder_kwargs.get("num_queries", MaskFormerDecoder.num_queries)
 
   def targets(self, semantic, instance, config):
     return segment_targets(semantic, instance, tuple(config.dataset.thing_classes),

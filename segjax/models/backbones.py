@@ -12,6 +12,7 @@ import jax.numpy as jnp
 from segjax.models.convnext import convnext_base, convnext_large, convnext_small, convnext_tiny
 from segjax.models.layers import ConvBN, resize, standardise
 from segjax.models.resnet import BasicBlock, resnet18, resnet34, resnet50, resnet101, resnet152
+from segjax.models.vit import VITS
 
 
 class PixelNet(nn.Module):
@@ -66,4 +67,4 @@ class SeedNet(nn.Module):
 BACKBONES = {"seed": SeedNet, "pixel": PixelNet,
              "resnet18": resnet18, "resnet34": resnet34, "resnet50": resnet50, "resnet101": resnet101,
              "resnet152": resnet152, "convnext_tiny": convnext_tiny, "convnext_small": convnext_small,
-             "convnext_base": convnext_base, "convnext_large": convnext_large}
+             "convnext_base": convnext_base, "convnext_large": convnext_large, **VITS}

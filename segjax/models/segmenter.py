@@ -18,16 +18,26 @@ class Segmenter(nn.Module):
   of its own name (`semantic_head`, `instance_head`, ...), maps (features, size, train) to its
   outputs at input resolution and gives a dict, or one array that takes the output key. Outputs
   are float32.
+
+  A decoder whose class sets `inside_backbone = True` runs inside the backbone (EoMT's queries go
+  through a ViT's last blocks): it is given (backbone, images, train) instead and calls the
+  backbone's parts itself; the backbone's variables stay the backbone's. Keyword arguments of a
+  call (a head's `train_inputs`) go to every decoder.
   """
   backbone: nn.Module
   decoders: Sequence[Tuple[str, nn.Module, Optional[str]]]
 
   @nn.compact
-  def __call__(self, images, train=False):
-    features = self.backbone(images, train)
+  def __call__(self, images, train=False, **inputs):
+    inside = [getattr(module, "inside_backbone", False) for _, module, _ in self.decoders]
+    features = None if inside and all(inside) else self.backbone(images, train)
     outputs = {}
-    for name, module, key in self.decoders:
-      out = module.clone(name=name, parent=self)(features, images.shape[1:3], train)
+    for (name, module, key), runs_backbone in zip(self.decoders, inside):
+      module = module.clone(name=name, parent=self)
+      if runs_backbone:
+        out = module(self.backbone, images, train, **inputs)
+      else:
+        out = module(features, images.shape[1:3], train, **inputs)
       outputs.update(out if key is None else {key: out})
     return {k: v.astype(jnp.float32) for k, v in outputs.items()}
 

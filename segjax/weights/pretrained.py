@@ -6,6 +6,7 @@ Each process reads the file itself, so the file must be the same everywhere: a c
 than training replicas that silently disagree or leaving the others at a collective.
 """
 import hashlib
+import json
 import os
 
 from absl import logging
@@ -16,6 +17,8 @@ import numpy as np
 from segjax import weights
 from segjax.engine import parallel
 from segjax.errors import UserError
+from segjax.models.backbones import BACKBONES
+from segjax.models.segmenter import build
 
 _CONVERT = "python -m segjax.convert --arch={arch} --in={src} --out={out}"
 
@@ -40,7 +43,24 @@ def _problem(model_config):
   if "backbone" in model_config.init_from.parts and meta.get("arch", arch) != arch:
     return (f"config.model.init_from.path '{path}' holds {meta['arch']} weights but "
             f"config.model.backbone is {arch}; convert weights for it.")
+  if "backbone" in model_config.init_from.parts:
+    return _differs(path, meta, build(BACKBONES, model_config, "backbone"))
   return None
+
+
+def _differs(path, meta, backbone):
+  """The sentence for a backbone built otherwise than the file's (a ViT's standardisation, patch
+  size or position grid, as segjax.convert recorded them), or None."""
+  wanted = {**json.loads(meta.get("backbone_kwargs", "{}")),
+            **{k: json.loads(meta[k]) for k in ("mean", "std") if k in meta}}
+  differ = {k: v for k, v in wanted.items() if list(np.ravel(getattr(backbone, k, v))) != list(np.ravel(v))}
+  if not differ:
+    return None
+  given = ", ".join(f"{k}={tuple(v) if isinstance(v, list) else v}" for k, v in differ.items())
+  return (f"config.model.init_from.path '{path}' holds weights of a backbone with {given}, which "
+          f"config.model.backbone_kwargs does not give (a model standardising with other statistics, or "
+          f"of another patch size or position grid, would compute something else): set them in "
+          f"config.model.backbone_kwargs.")
 
 
 def check(model_config):

@@ -74,6 +74,6 @@ def test_a_run_of_a_head_segjax_lacks_is_one_sentence(panoptic_run, tmp_path):
   with pytest.raises(UserError) as e:
     trained_run.load(str(workdir))
   assert str(e.value) == (
-      f"'{workdir}' was trained with head 'toy', which segjax.heads does not have here (it has mask_former, "
-      "panoptic_deeplab, semantic): add it to HEADS (segjax/heads/__init__.py), or register it "
+      f"'{workdir}' was trained with head 'toy', which segjax.heads does not have here (it has eomt, eomt_semantic, "
+      "mask_former, panoptic_deeplab, semantic): add it to HEADS (segjax/heads/__init__.py), or register it "
       "(segjax.heads.register) before reading the run.")

@@ -27,7 +27,8 @@ _SEGJAX = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.a
 def test_an_unknown_head_is_named_with_the_choices():
   config = tiny_config("/nonexistent")
   config.model.head = "mask_formr"
-  with pytest.raises(ValueError, match=r"Unknown head 'mask_formr': choose one of mask_former, panoptic_deeplab, "
+  with pytest.raises(ValueError, match=r"Unknown head 'mask_formr': choose one of eomt, eomt_semantic, mask_former, "
+                                       r"panoptic_deeplab, "
                                        r"semantic \(config.model.head\)"):
     heads.get(config)
 
