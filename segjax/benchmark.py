@@ -96,7 +96,7 @@ def run(config, devices=None):
   """Runs the configured measurements and returns their records (dicts), printing each as a line."""
   config_lib.validate(config)
   config = _sized(config)
-  mesh = parallel.make_mesh(devices)
+  mesh = parallel.make_mesh(devices, fsdp=config.mesh.fsdp)
   parallel.check_batch_size(config.batch_size, mesh)
   bench = config.benchmark
   unknown = set(bench.modes) - {"train", "infer"}
@@ -130,9 +130,9 @@ def run(config, devices=None):
 
   if "infer" in bench.modes:
     # What a deployed model runs: the forward pass and its post-processing, under config.eval.
-    infer = jax.jit(inference.make_inference_fn(model, config),
-                    in_shardings=(parallel.replicated(mesh), parallel.batch_sharding(mesh)))
     variables = {"params": state.params, "batch_stats": state.batch_stats}
+    infer = jax.jit(inference.make_inference_fn(model, config),
+                    in_shardings=(parallel.state_sharding(variables, mesh), parallel.batch_sharding(mesh)))
     compiled = infer.lower(variables, batch["image"]).compile()
     flops, planned = _cost(compiled)
     step = lambda _, v, images: compiled(v, images)

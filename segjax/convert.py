@@ -74,9 +74,10 @@ def main(argv):
       if not f[name].value:
         raise UserError(f"--{name} is required.")
     jax.config.update("jax_platforms", "cpu")  # no accelerator is needed, nor taken from a run
-    grid = tuple(int(x) for x in f.grid) if f.grid else None
-    if grid is not None and len(grid) != 2:
-      raise UserError(f"--grid is {','.join(f.grid)}: give height,width, e.g. 40,40.")
+    grid = tuple(f.grid) if f.grid else None
+    if grid is not None and (len(grid) != 2 or not all(x.strip().isdigit() and int(x) > 0 for x in grid)):
+      raise UserError(f"--grid is {','.join(f.grid)}: give height,width in patches, e.g. 40,40.")
+    grid = tuple(int(x) for x in grid) if grid else None
     print(convert_file(os.path.expanduser(f["in"].value), os.path.expanduser(f.out), f.arch, f.source,
                        f.patch, grid))
   except UserError as e:

@@ -66,12 +66,14 @@ def get(config, path):
 
 
 def holder(config):
-  """The head whose keys the config holds (all of them; of several, the one with the most), or None:
-  after `--config.model.head=X` or a hand-set model.head, not the head it names."""
+  """The head whose keys the config holds (all of them; of several, the one with the most, the one
+  model.head names among heads of the same keys), or None: after `--config.model.head=X` or a
+  hand-set model.head, not necessarily the head it names."""
   from segjax import heads  # pylint: disable=g-import-not-at-top
-  held = [(len(paths), name) for name in heads.HEADS
+  named = get(config, "model.head")
+  held = [(len(paths), name == named, name) for name in heads.HEADS
           for paths in [of(name)] if paths and all(get(config, p) is not ABSENT for p in paths)]
-  return max(held)[1] if held else None
+  return max(held)[2] if held else None
 
 
 def unknown_head(name, known, config=None):

@@ -91,8 +91,12 @@ def eomt_vit_l(dataset, crop_size, scales, queries, head="eomt"):
   Deviations: the position embedding stays on DINOv2's 37 x 37 grid and is resized at every step
   (EoMT resizes it once at load, then trains the resized one); no colour jitter (EoMT's ADE20K and
   Cityscapes recipes have it); `scales` are of the image as it comes, where EoMT's scale jitter is of
-  the scale that fits the image in the crop; eval at each image's size, whole (EoMT slides crop-size
-  windows along the long side of a semantic image whose short side it resizes to the crop).
+  the scale that fits the image in the crop; eval whole, each image padded to the dataset's eval size
+  (EoMT slides crop-size windows along the long side of a semantic image whose short side it resizes
+  to the crop). The padding costs a ViT more than a CNN: padded patches are tokens every patch
+  attends to, and the position embedding spans the padded canvas (ADE20K's 1600 x 1600 holds a
+  683 x 512 image in an eighth of it); segjax's eval resizing and size buckets (issue 29) are where
+  that goes.
   `head`: "eomt", or "eomt_semantic" for semantic segmentation (segments per class)."""
   c = base_config(head)
   c.dataset.name = dataset

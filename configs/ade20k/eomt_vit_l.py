@@ -3,7 +3,9 @@ eomt_large_512.yaml: 100 queries, 31 epochs at batch 16 (39,120 steps, six times
 period of 6,520), 512x512 crops of images scaled 0.375-1.5x (EoMT scales 0.5-2x the scale that fits
 a 683x512 image in the crop), and the model, losses and optimizer of segjax.recipes.eomt_vit_l (its
 docstring lists the deviations). Scored by mIoU of the semantic inference (each class's probability
-summed over queries, weighted by their masks), each image whole at its own size.
+summed over queries, weighted by their masks), each image whole, padded to ADE20K's 1600x1600 eval
+size: a deviation that costs this ViT (segjax.recipes.eomt_vit_l says why) until eval resizes and
+buckets images by size (issue 29).
 
 Target: 58.4 mIoU on val at 92 FPS on an H100 (Kerssies et al. CVPR 2025, Table 3; tue-mps/eomt's
 model_zoo/dinov2.md).

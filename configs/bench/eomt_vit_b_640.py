@@ -1,8 +1,7 @@
 """EoMT ViT-B/16 at 640x640 for `python -m segjax.benchmark` (COCO panoptic's setting: 200 queries,
 the last 3 blocks masked, 12544 points per mask, Hungarian matching of every prediction on device;
 inference includes the semantic and panoptic inference). Batch 16 in training, bfloat16 compute,
-COCO-sized label set (133 classes, 80 things). The paper reports 669 GFLOPs for ViT-L at 640
-(Kerssies et al. CVPR 2025, Table 1).
+COCO-sized label set (133 classes, 80 things).
 """
 from segjax.recipes import eomt_vit_l
 

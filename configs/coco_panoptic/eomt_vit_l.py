@@ -2,8 +2,8 @@
 eomt_large_640.yaml: 200 queries, 12 epochs at batch 16 (88,692 steps, the total its annealing
 steps are sixths of), images scaled 0.1-2x and cropped to 640x640, and the model, losses and
 optimizer of segjax.recipes.eomt_vit_l (its docstring lists the deviations). Inference: EoMT's
-object-mask and overlap thresholds of 0.8, each image at its own size (COCO's are at most 640 on
-the longer side, where EoMT resizes the longer side to 640).
+object-mask and overlap thresholds of 0.8, each image whole, padded to 640x640 (COCO's are at most
+640 on the longer side; EoMT resizes the longer side to 640 and pads, alike for most images).
 
 Target: PQ 56.0 on val2017 at 128 FPS on an H100 (Kerssies et al. CVPR 2025, Table 1, and
 tue-mps/eomt's model_zoo/dinov2.md; 4.4x the FPS of ViT-Adapter + Mask2Former at 57.1).

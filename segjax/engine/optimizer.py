@@ -10,8 +10,9 @@ from segjax.errors import UserError
 from segjax.models.backbones import BACKBONES
 from segjax.models.segmenter import build
 
-# Learned tokens and embeddings (besides every parameter of fewer than 2 dimensions: biases, norms'
-# scales, layer scales) that decay_norms_and_tokens=False keeps from weight decay.
+# Learned tokens and embeddings (besides every parameter of fewer than 2 dimensions, norms' scales
+# and layer scales, and every bias, DINOv3's (2, D) qv_bias too) that decay_norms_and_tokens=False
+# keeps from weight decay.
 TOKENS = ("pos_embed", "cls_token", "registers", "queries", "query_feat", "query_pos", "level_embed")
 
 
@@ -42,15 +43,15 @@ def make_optimizer(config):
   with opt.unlocked():
     opt.total_steps = config.total_steps
   schedule = make_schedule(opt)
+  if opt.name not in ("adamw", "sgd"):
+    raise UserError(f"Unknown optimizer '{opt.name}': choose adamw or sgd (config.optimizer.name).")
   if opt.layer_decay != 1.0 or opt.backbone_warmup_steps or not opt.decay_norms_and_tokens:
     return _finish(_grouped(config, opt, schedule), opt), schedule
   if opt.name == "adamw":
     tx = optax.adamw(schedule, weight_decay=opt.weight_decay)
-  elif opt.name == "sgd":
+  else:
     tx = optax.chain(optax.add_decayed_weights(opt.weight_decay),
                      optax.sgd(schedule, momentum=opt.momentum, nesterov=False))
-  else:
-    raise UserError(f"Unknown optimizer '{opt.name}': choose adamw or sgd (config.optimizer.name).")
   return _finish(tx, opt), schedule
 
 
@@ -68,7 +69,8 @@ def _finish(tx, opt):
 
 def decays(params):
   """Which parameters weight decay applies to under decay_norms_and_tokens=False."""
-  return traverse_util.path_aware_map(lambda path, p: p.ndim >= 2 and path[-1] not in TOKENS, params)
+  return traverse_util.path_aware_map(
+      lambda path, p: p.ndim >= 2 and path[-1] not in TOKENS and not path[-1].endswith("bias"), params)
 
 
 def backbone_schedule(opt, schedule):
@@ -77,8 +79,12 @@ def backbone_schedule(opt, schedule):
   if not opt.backbone_warmup_steps:
     return schedule
   rest = opt.copy_and_resolve_references()
+  total, first = opt.total_steps, opt.warmup_steps
   with rest.unlocked():
-    rest.warmup_steps, rest.total_steps = opt.backbone_warmup_steps, opt.total_steps - opt.warmup_steps
+    rest.warmup_steps, rest.total_steps = opt.backbone_warmup_steps, total - first
+    # "step": the drops at the run's steps int(f * total), as the rest's (as fractions of what is
+    # left here; the half step keeps float rounding from moving one)
+    rest.step_at = tuple((int(f * total) - first + 0.5) / (total - first) for f in opt.step_at)
   return optax.join_schedules([optax.constant_schedule(0.0), make_schedule(rest)], [opt.warmup_steps])
 
 
@@ -110,9 +116,7 @@ def _grouped(config, opt, schedule):
   mask = None if opt.decay_norms_and_tokens else decays
   if opt.name == "adamw":  # optax.adamw's pieces, in its order
     core = [optax.scale_by_adam(), optax.add_decayed_weights(opt.weight_decay, mask)]
-  elif opt.name == "sgd":  # as optax.sgd after the decay, as above
+  else:  # as optax.sgd after the decay, as above
     core = [optax.add_decayed_weights(opt.weight_decay, mask), optax.trace(decay=opt.momentum, nesterov=False)]
-  else:
-    raise UserError(f"Unknown optimizer '{opt.name}': choose adamw or sgd (config.optimizer.name).")
   scaled = optax.multi_transform({name: optax.scale_by_learning_rate(rate) for name, rate in rates.items()}, groups)
   return optax.chain(*core, scaled)

@@ -60,9 +60,9 @@ class EoMT(MaskFormer):
       raise UserError(f"config.model.backbone is '{config.model.backbone}', but EoMT runs its queries through "
                       "a ViT's last blocks: choose a vit_* backbone (segjax/models/vit.py).")
     blocks = self._blocks(config)
-    if blocks > backbone.depth:
-      raise UserError(f"config.model.decoder_kwargs.blocks is {blocks}, more than the backbone's {backbone.depth} "
-                      "blocks.")
+    if not 1 <= blocks <= backbone.depth:
+      raise UserError(f"config.model.decoder_kwargs.blocks is {blocks}: give 1 to the backbone's {backbone.depth} "
+                      "blocks (EoMT's L: 4 for ViT-L, 3 for S and B).")
     a = config.mask_annealing
     for name in ("starts", "ends"):
       if a[name] and len(a[name]) != blocks:

@@ -159,7 +159,8 @@ class ViT(nn.Module):
   position: str = "learned"  # or "rope" (DINOv3)
   grid: Sequence[int] = (14, 14)  # the learned embedding's patch grid (224 / 16)
   # Whether the learned embedding also has entries for the class token and registers (timm's
-  # vit_*), or for the patches only (DINOv2 as timm and Hugging Face keep it, SigLIP).
+  # vit_*), or for the patches only (DINOv2 with registers as timm keeps it, Hugging Face's EoMT,
+  # SigLIP; segjax.convert folds a class-token entry, as DINOv2's own checkpoints have, into the token).
   embed_prefix: bool = True
   layer_scale: Optional[float] = None  # the layer scales' initial value; None: no layer scale
   rope_theta: float = 100.0

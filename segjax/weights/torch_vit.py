@@ -119,18 +119,19 @@ def rename(state_dict, source):
     out[f"{block}/{names[inner]}/{name}"] = array
   for block, parts in qkv.items():
     weights = [parts.get((p, "weight")) for p in "qkv"]
-    if any(w is None for w in weights):
-      unknown.extend(f"layer.{block} attention.{p}_proj.weight (missing)" for p, w in zip("qkv", weights) if w is None)
+    if any(w is None for w in weights):  # named as the block's other projections are
+      unknown.extend(f"{layer}.{int(block[5:]) - 1}.attention.{p}_proj.weight (missing)"
+                     for p, w in zip("qkv", weights) if w is None)
       continue
     out[f"{block}/attn/qkv/kernel"] = np.concatenate(weights, 0).T
-    if ("k", "bias") in parts:
-      out[f"{block}/attn/qkv/bias"] = np.concatenate([parts[(p, "bias")] for p in "qkv" if (p, "bias") in parts])
-    else:  # DINOv3's: no key bias
-      out[f"{block}/attn/qv_bias"] = np.stack([parts[(p, "bias")] for p in "qv" if (p, "bias") in parts])
-  if source == "dinov2" and "pos_embed" in out:
-    # DINOv2's embedding has the class token's entry first: folded into the token, as timm does.
-    out["cls_token"] = out["cls_token"] + out["pos_embed"][:, :1]
-    out["pos_embed"] = out["pos_embed"][:, 1:]
+    biases = {p: parts[(p, "bias")] for p in "qkv" if (p, "bias") in parts}
+    if set(biases) == set("qkv"):
+      out[f"{block}/attn/qkv/bias"] = np.concatenate([biases[p] for p in "qkv"])
+    elif set(biases) == set("qv"):  # DINOv3's: no key bias
+      out[f"{block}/attn/qv_bias"] = np.stack([biases["q"], biases["v"]])
+    else:
+      unknown.append(f"{layer}.{int(block[5:]) - 1}.attention biases of {', '.join(sorted(biases)) or 'none'} "
+                     "(a ViT has q, k and v's, or DINOv3's q and v's)")
   return {**{f"backbone/{k}": v for k, v in out.items()}, **{f"head/{k}": v for k, v in head.items()}}, unknown
 
 
@@ -145,6 +146,19 @@ def resample_patch_embed(kernel, size):
   inverse = np.linalg.pinv(resize.reshape(old * old, size * size))  # (size^2, old^2)
   flat = kernel.reshape(old * old, -1).astype(np.float64)
   return (inverse @ flat).reshape(size, size, *kernel.shape[2:]).astype(np.float32)
+
+
+def fold_class_position(flat, arch):
+  """`flat` with a position embedding's class-token entry folded into the class token, for an arch
+  whose embedding covers the patches alone (DINOv2's own checkpoints, and timm's DINOv2 without
+  registers, keep the entry first; the token gets it whatever the input size, so adding it once is
+  the same)."""
+  model, pos = VITS[arch](), flat.get("backbone/pos_embed")
+  patches = int(np.prod(model.grid))
+  if (pos is None or model.embed_prefix or not model.class_token or "backbone/cls_token" not in flat
+      or pos.shape[1] != patches + 1):
+    return flat
+  return {**flat, "backbone/cls_token": flat["backbone/cls_token"] + pos[:, :1], "backbone/pos_embed": pos[:, 1:]}
 
 
 def resized(flat, arch, patch=None, grid=None):
@@ -174,18 +188,21 @@ def layout(arch, kwargs, head=None):
   return {"/".join(k): tuple(v.shape) for k, v in traverse_util.flatten_dict(shapes["params"]).items()}
 
 
-def built(flat, arch):
+def built(flat, arch, grid=None):
   """The backbone keyword arguments that differ from `arch`'s and that the file's shapes say: its
-  patch size and (square) position grid, e.g. DINOv2 resized to patch 16 at 640 for EoMT."""
+  patch size and position grid (`grid` when the converter resized it to that; else the square the
+  file holds), e.g. DINOv2 resized to patch 16 for EoMT."""
   model, kwargs = VITS[arch](), {}
   kernel = flat.get("backbone/patch_embed/kernel")
   if kernel is not None and kernel.shape[0] != model.patch:
     kwargs["patch"] = int(kernel.shape[0])
   pos = flat.get("backbone/pos_embed")
   if pos is not None and model.position == "learned":
-    side = int(round(np.sqrt(pos.shape[1] - (model.prefix if model.embed_prefix else 0))))
-    if (side, side) != tuple(model.grid):
-      kwargs["grid"] = (side, side)
+    if grid is None:
+      side = int(round(np.sqrt(pos.shape[1] - (model.prefix if model.embed_prefix else 0))))
+      grid = (side, side)
+    if tuple(grid) != tuple(model.grid):
+      kwargs["grid"] = tuple(grid)
   return kwargs
 
 
@@ -246,8 +263,11 @@ def convert(state_dict, arch, source, where="the checkpoint", patch=None, grid=N
 
 def _convert(state_dict, arch, source, where, patch=None, grid=None):
   flat, unknown = big_vision.rename(state_dict) if source == "siglip" else rename(state_dict, source)
-  flat = resized(flat, arch, patch, grid)
-  kwargs = built(flat, arch)
+  if grid and VITS[arch]().position != "learned":
+    raise UserError(f"--grid resizes a learned position embedding; {arch} has rotary positions, which "
+                    "need no resizing.")
+  flat = resized(fold_class_position(flat, arch), arch, patch, grid)
+  kwargs = built(flat, arch, grid)
   wanted = layout(arch, kwargs, _head(flat))
   missing = sorted(k for k in wanted if k not in flat)
   extra = sorted(unknown + [k for k in flat if k not in wanted])

@@ -104,3 +104,19 @@ def test_no_weight_decay_on_norms_biases_layer_scales_embeddings_and_tokens():
                "backbone/block1/norm1/scale", "backbone/block1/attn/qkv/bias", "backbone/norm/bias"):
     assert kept not in decayed
   assert float(u["backbone"]["block1"]["mlp"]["fc1"]["kernel"].reshape(-1)[0]) == pytest.approx(-0.05)
+
+
+def test_biases_of_any_shape_are_not_decayed():
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  mask = optimizer.decays({"attn": {"qv_bias": np.zeros((2, 8)), "qkv": {"kernel": np.zeros((8, 24))}}})
+  assert mask == {"attn": {"qv_bias": False, "qkv": {"kernel": True}}}
+
+
+def test_a_step_schedule_drops_the_backbone_at_the_same_steps_as_the_rest():
+  opt = ml_collections.ConfigDict(dict(schedule="step", lr=0.1, warmup_steps=10, backbone_warmup_steps=20,
+                                       total_steps=100, poly_power=0.9, step_at=(0.5, 0.8)))
+  rest, backbone = optimizer.make_schedule(opt), optimizer.backbone_schedule(opt, optimizer.make_schedule(opt))
+  for step, lr in ((49, 0.1), (50, 0.01), (79, 0.01), (80, 0.001)):
+    assert float(rest(step)) == pytest.approx(lr), step
+    assert float(backbone(step)) == pytest.approx(lr), step
+  assert float(backbone(9)) == 0.0 and float(backbone(20)) == pytest.approx(0.05)

@@ -92,3 +92,11 @@ def test_the_train_step_anneals_as_the_schedule_says(model_and_variables):
                           rngs={"dropout": key})
     loss, _ = head.loss(outputs, batch, c, jax.random.fold_in(key, 1))
     assert float(metrics["loss"]) == pytest.approx(float(loss), rel=1e-5)
+
+
+def test_of_two_heads_with_the_same_keys_the_config_holds_the_one_it_names():
+  from segjax import head_keys  # pylint: disable=g-import-not-at-top
+  c = config_lib.base_config("eomt")
+  assert head_keys.holder(c) == "eomt"
+  c.model.head = "eomt_semantic"
+  assert head_keys.holder(c) == "eomt_semantic"

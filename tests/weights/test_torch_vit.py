@@ -92,3 +92,26 @@ def test_the_converter_resamples_the_patch_and_resizes_the_grid_and_records_both
   assert flat["params/backbone/pos_embed"].shape == (1, 1600, 384)
   with pytest.raises(UserError, match=r"--patch and --grid resize a ViT's embeddings; resnet50 is not a ViT\."):
     convert.convert_file(path, str(tmp_path / "x.npz"), "resnet50", "timm", patch=16)
+
+
+def test_a_class_token_entry_in_the_position_embedding_is_folded_whatever_the_source():
+  """timm's DINOv2 without registers keeps the class token's entry first, as DINOv2's own do."""
+  reg = _state("timm/vit_small_patch14_reg4_dinov2")
+  first = np.full((1, 1, 384), 0.25, np.float32)
+  plain = {k: v for k, v in reg.items() if k != "reg_token"}
+  plain["pos_embed"] = np.concatenate([first, reg["pos_embed"]], axis=1)
+  variables, kwargs = torch_vit.convert(plain, "vit_small_patch14_dinov2", "timm")
+  assert kwargs == {}
+  backbone = variables["params"]["backbone"]
+  np.testing.assert_allclose(backbone["cls_token"], reg["cls_token"] + first)
+  np.testing.assert_array_equal(backbone["pos_embed"], reg["pos_embed"])
+
+
+def test_a_grid_of_another_shape_is_recorded_and_rotary_models_refuse_one(tmp_path):
+  path = str(tmp_path / "dinov2.safetensors")
+  save_file(_state("timm/vit_small_patch14_reg4_dinov2"), path)
+  out = str(tmp_path / "w.npz")
+  convert.convert_file(path, out, "vit_small_patch14_reg4_dinov2", "timm", grid=(20, 30))
+  assert json.loads(weights.metadata(out)["backbone_kwargs"]) == {"grid": [20, 30]}
+  with pytest.raises(UserError, match=r"--grid resizes a learned position embedding; vit_small_patch16_dinov3 "):
+    torch_vit.convert(_state("hf/dinov3_vits16"), "vit_small_patch16_dinov3", "dinov3", grid=(20, 20))
