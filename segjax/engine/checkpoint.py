@@ -96,7 +96,13 @@ class Checkpointer:
       options = ocp.CheckpointManagerOptions(
           preservation_policy=ocp.checkpoint_managers.LatestN(n=keep), create=True,
           cleanup_tmp_directories=True)
-    self._manager = ocp.CheckpointManager(self.directory, options=options)
+    for attempt in range(_READ_ATTEMPTS):  # a reader lists the steps as the run deletes one
+      try:
+        self._manager = ocp.CheckpointManager(self.directory, options=options)
+        break
+      except FileNotFoundError:  # Orbax stats each listed step's folder (as in _reload)
+        if attempt == _READ_ATTEMPTS - 1:
+          raise
     self._saving = None  # the step whose asynchronous write may still fail
     self._reported = False  # a failed write was raised as a sentence: Orbax raises it again at every wait
 
