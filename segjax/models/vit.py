@@ -178,13 +178,12 @@ class ViT(nn.Module):
       raise ValueError(f"dim {self.dim} is not a multiple of heads {self.heads}.")
     self.patch_embed = nn.Conv(self.dim, (self.patch,) * 2, (self.patch,) * 2, padding="VALID",
                                kernel_init=_INIT, dtype=self.dtype)
-    prefix = int(self.class_token) + self.registers
     if self.class_token:
       self.cls_token = self.param("cls_token", nn.initializers.normal(1e-6), (1, 1, self.dim))
     if self.registers:
       self.register_tokens = self.param("registers", nn.initializers.normal(1e-6), (1, self.registers, self.dim))
     if self.position == "learned":
-      n = int(np.prod(self.grid)) + (prefix if self.embed_prefix else 0)
+      n = int(np.prod(self.grid)) + (self.prefix if self.embed_prefix else 0)
       self.pos_embed = self.param("pos_embed", _INIT, (1, n, self.dim))
     rates = [self.drop_path_rate * i / max(self.depth - 1, 1) for i in range(self.depth)]
     for i in range(self.depth):  # named block1..blockN, as setup names a module by its attribute

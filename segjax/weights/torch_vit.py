@@ -1,6 +1,7 @@
-"""Plain ViTs from PyTorch: timm's (vit_*, and DINOv2 as timm names it), DINOv2's own checkpoints,
-DINOv3 in Hugging Face's names, and Hugging Face's EomtForUniversalSegmentation (its ViT and its
-EoMT head); their tensors renamed to segjax's (segjax/models/vit.py, eomt_decoder.py).
+"""Plain ViTs: timm's (vit_*, and DINOv2 as timm names it), DINOv2's own checkpoints, DINOv3 in
+Hugging Face's names, Hugging Face's EomtForUniversalSegmentation (its ViT and its EoMT head) and
+SigLIP's big_vision arrays (named by segjax/weights/big_vision.py); their tensors renamed to
+segjax's (segjax/models/vit.py, eomt_decoder.py), resized if asked, and checked.
 
 Every tensor is checked against the architecture by name and shape, both ways, as for the CNNs.
 A checkpoint's ImageNet classifier and DINO's mask token (a pretraining device) are left out.
@@ -14,8 +15,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from segjax.errors import UserError, some
-from segjax.weights import big_vision
 from segjax.models.vit import VITS, resize_positions
+from segjax.weights import big_vision
 
 SOURCES = ("timm", "dinov2", "dinov3", "eomt", "siglip")  # siglip: big_vision's .npz (weights/big_vision.py)
 ARCHS = tuple(VITS)
