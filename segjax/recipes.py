@@ -115,6 +115,23 @@ def eomt_vit_l(dataset, crop_size, scales, queries, head="eomt"):
   return c
 
 
+def eomt_benchmark(size, blocks):
+  """EoMT ViT-`size`/16 at 640x640 for `python -m segjax.benchmark`, in COCO panoptic's setting
+  (eomt_vit_l's model, 200 queries, its last `blocks` blocks masked), with random weights, batch 16
+  and a COCO-sized label set (133 classes, 80 things)."""
+  c = eomt_vit_l("synthetic_scenes", crop_size=(640, 640), scales=(1.0, 1.0), queries=200)
+  c.model.backbone = f"vit_{size}_patch14_reg4_dinov2"
+  c.model.decoder_kwargs.blocks = blocks
+  c.model.init_from.path = None  # the benchmark times random weights
+  c.dataset.num_classes = 133
+  c.dataset.thing_classes = tuple(range(80))
+  c.loss.max_segments = 100
+  c.batch_size = 16
+  c.total_steps = 88_692  # COCO's schedule (configs/coco_panoptic/eomt_vit_l.py), past the warm-ups
+  c.benchmark.image_size = 640
+  return c
+
+
 def schedule(c, total_steps, batch_size, eval_batch_size, variant=""):
   """Steps and batch sizes, ten evals and checkpoints per run; the `tiny` variant if asked."""
   c.batch_size, c.eval_batch_size, c.total_steps = batch_size, eval_batch_size, total_steps
