@@ -7,8 +7,13 @@ from a learned absolute embedding on a `grid`, resized to the input's grid, or f
 embedding on the patches. The mean and std the weights were trained with are fields of the model,
 so a converted file's statistics travel with its architecture (segjax.weights checks them).
 
-Variables: `patch_embed`, `cls_token`, `registers`, `pos_embed`, `block{i}/{norm1, attn/{qkv, proj},
-ls1, norm2, mlp/{fc1, fc2}, ls2}` and `norm`.
+A ViT trained from scratch on little data may start with a convolutional `stem` (Xiao et al., "Early
+Convolutions Help Transformers See Better", NeurIPS 2021; with residual units, the hybrid of
+Dosovitskiy et al.'s section 3.1): stride-2 stages of 3x3 convolutions with LayerNorm and GELU before
+a patch embedding of the remaining stride, so that outlines smaller than a patch reach the tokens.
+
+Variables: `stem{i}/{down, unit{j}a, unit{j}b}_{conv, norm}` (with a stem), `patch_embed`, `cls_token`, `registers`, `pos_embed`,
+`block{i}/{norm1, attn/{qkv, proj}, ls1, norm2, mlp/{fc1, fc2}, ls2}` and `norm`.
 """
 import functools
 import math
@@ -138,6 +143,26 @@ class Block(nn.Module):
     return y
 
 
+class StemStage(nn.Module):
+  """A 3x3 stride-2 convolution, then `blocks` residual units of two 3x3 convolutions, each
+  convolution followed by a LayerNorm over channels and GELU (the unit's last one adds first)."""
+  width: int
+  blocks: int = 0
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    def conv_norm(x, stride, name):
+      x = nn.Conv(self.width, (3, 3), stride, padding=((1, 1), (1, 1)), dtype=self.dtype, name=f"{name}_conv")(x)
+      return nn.LayerNorm(1e-6, use_fast_variance=False, dtype=self.dtype, name=f"{name}_norm")(x)
+
+    x = nn.gelu(conv_norm(x, 2, "down"), approximate=False)
+    for i in range(self.blocks):
+      y = nn.gelu(conv_norm(x, 1, f"unit{i + 1}a"), approximate=False)
+      x = nn.gelu(x + conv_norm(y, 1, f"unit{i + 1}b"), approximate=False)
+    return x
+
+
 class ViT(nn.Module):
   """A plain ViT. As a backbone it returns `out` (the normed patch tokens, stride `patch`), `tokens`
   (every normed token, (N, T, D)) and, for multi-scale decoders, `stage1`..`stage4`, `fine`, `low`:
@@ -148,6 +173,8 @@ class ViT(nn.Module):
   and acts only in training, with the "dropout" RNG.
   """
   patch: int = 16
+  stem: Sequence[int] = ()  # widths of the stride-2 stages before the patch embedding
+  stem_blocks: Sequence[int] = ()  # residual units in each stage of the stem; () for none
   dim: int = 768
   depth: int = 12
   heads: int = 12
@@ -176,8 +203,16 @@ class ViT(nn.Module):
       raise ValueError(f"Unknown position '{self.position}': choose learned or rope.")
     if self.dim % self.heads:
       raise ValueError(f"dim {self.dim} is not a multiple of heads {self.heads}.")
-    self.patch_embed = nn.Conv(self.dim, (self.patch,) * 2, (self.patch,) * 2, padding="VALID",
-                               kernel_init=_INIT, dtype=self.dtype)
+    rest = self.patch // 2**len(self.stem)
+    if rest * 2**len(self.stem) != self.patch:
+      raise ValueError(f"patch {self.patch} is not a multiple of the stem's stride {2**len(self.stem)}.")
+    if self.stem_blocks and len(self.stem_blocks) != len(self.stem):
+      raise ValueError(f"stem_blocks {tuple(self.stem_blocks)} needs one entry for each of the stem's "
+                       f"{len(self.stem)} stages.")
+    for i, width in enumerate(self.stem):
+      setattr(self, f"stem{i + 1}", StemStage(width, self.stem_blocks[i] if self.stem_blocks else 0, self.dtype))
+    self.patch_embed = nn.Conv(self.dim, (rest,) * 2, (rest,) * 2, padding="VALID", kernel_init=_INIT,
+                               dtype=self.dtype)
     if self.class_token:
       self.cls_token = self.param("cls_token", nn.initializers.normal(1e-6), (1, 1, self.dim))
     if self.registers:
@@ -204,7 +239,10 @@ class ViT(nn.Module):
     """Tokens (N, prefix + h * w, D) of images in [0, 1], standardised with the model's statistics."""
     x = ((images - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)).astype(self.dtype)
     size = self.grid_of(images)
-    x = self.patch_embed(x[:, :size[0] * self.patch, :size[1] * self.patch])
+    x = x[:, :size[0] * self.patch, :size[1] * self.patch]
+    for i in range(len(self.stem)):
+      x = getattr(self, f"stem{i + 1}")(x)
+    x = self.patch_embed(x)
     n = x.shape[0]
     x = x.reshape(n, -1, self.dim)
     prefix = jnp.concatenate([jnp.zeros((1, 0, self.dim))] + ([self.cls_token] if self.class_token else [])

@@ -120,3 +120,22 @@ def test_every_backbone_gives_strides_4_to_32(backbone):
   out = jax.eval_shape(lambda: BACKBONES[backbone](**kwargs).init_with_output(
       jax.random.key(0), jnp.zeros((1, 64, 96, 3)), train=False)[0])
   assert [out[f"stage{i}"].shape[1:3] for i in (1, 2, 3, 4)] == [(16, 24), (8, 12), (4, 6), (2, 3)], backbone
+
+
+def test_vit_conv_stem_sees_across_patch_borders():
+  """With a stem, tokens stay at stride `patch`, and a pixel on a patch's edge reaches its neighbour's
+  token (a plain patch embedding keeps each patch to itself)."""
+  from segjax.models.vit import ViT
+  x = jnp.asarray(np.random.default_rng(0).uniform(size=(1, 32, 32, 3)), jnp.float32)
+  edge = x.at[0, 15, 15].add(0.5)  # the last row and column of patch (0, 0)
+  for stem, reaches in (((), False), ((4, 8), True)):
+    model = ViT(patch=16, stem=stem, dim=8, depth=1, heads=2, mlp_hidden=16, grid=(2, 2))
+    variables = model.init(jax.random.key(0), x, train=False)
+    tokens = lambda images: model.apply(variables, images, method=model.embed)[:, 1:]
+    assert tokens(x).shape == (1, 4, 8)
+    changed = np.abs(np.asarray(tokens(edge) - tokens(x))).max(-1)[0] > 0
+    assert list(changed) == [True, reaches, reaches, reaches], stem
+  assert set(variables["params"]) >= {"stem1", "stem2", "patch_embed"}
+  assert variables["params"]["patch_embed"]["kernel"].shape == (4, 4, 8, 8)
+  with pytest.raises(ValueError, match="patch 16 is not a multiple of the stem's stride 32"):
+    ViT(patch=16, stem=(4,) * 5, dim=8, depth=1, heads=2).init(jax.random.key(0), x, train=False)
