@@ -14,6 +14,7 @@ from ml_collections import config_flags
 
 from segjax import config as config_lib
 from segjax import flag_errors, logs
+from segjax.engine import compilation
 from segjax.errors import UserError
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (configs/*.py).", lock_config=True)
@@ -28,6 +29,7 @@ _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Default: SEGJAX_NU
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "Default: SEGJAX_PROCESS_ID.")
 _EVAL_ONLY = flags.DEFINE_bool("eval_only", False, "Score the workdir's latest checkpoint under --config "
                                 "(e.g. --config.eval.flip=True) instead of training.")
+_COMPILATION_CACHE = compilation.define_flag()
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -67,6 +69,7 @@ def main(argv):
   from segjax.engine import parallel, preemption
   try:
     parallel.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value, _DISTRIBUTED.value)
+    compilation.enable(_COMPILATION_CACHE.value)
     if jax.process_index() != 0:  # one progress log per run, from process 0; warnings from all
       logging.set_verbosity(logging.WARNING)
     from segjax.engine import evaluator, train  # after jax.distributed: the models start no backend

@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageOps, UnidentifiedImageError
 
 from segjax import logs, visualize
-from segjax.engine import inference, trained_run
+from segjax.engine import compilation, inference, trained_run
 from segjax.errors import UserError
 from segjax.evaluation.coco import encode_mask
 
@@ -158,6 +158,7 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
   logs.for_reading()
   f = flags.FLAGS
+  compilation.enable(f.compilation_cache)
   try:
     step, written, problems = predict_files(f.workdir, f.images, f.out)
   except UserError as e:
@@ -176,5 +177,6 @@ if __name__ == "__main__":  # flags only when run as a program: export and bench
   flags.DEFINE_string("workdir", None, "A segjax run's workdir (config.json and checkpoints/).")
   flags.DEFINE_list("images", None, "Image files, folders of images and globs to segment.")
   flags.DEFINE_string("out", None, "Directory for the pictures, masks and results.")
+  compilation.define_flag()
   flags.mark_flags_as_required(["workdir", "images", "out"])
   app.run(main)

@@ -20,7 +20,7 @@ import optax
 
 from segjax import config as config_lib
 from segjax import heads
-from segjax.engine import inference, metrics_writer, optimizer, parallel, preemption
+from segjax.engine import compilation, inference, metrics_writer, optimizer, parallel, preemption
 from segjax.engine.checkpoint import Checkpointer
 from segjax.engine.curves import plot_curves
 from segjax.engine.evaluator import evaluate
@@ -188,6 +188,7 @@ def evaluate_checkpoint(config, workdir):
   from segjax import data  # pylint: disable=g-import-not-at-top  (TensorFlow stays out of the steps)
 
   config_lib.validate(config)
+  started, compiles = time.perf_counter(), compilation.Counter()
   mesh = parallel.make_mesh(fsdp=config.mesh.fsdp)
   parallel.check_batch_size(config.eval_batch_size, mesh, "config.eval_batch_size")
   directory = os.path.join(workdir, "checkpoints")
@@ -213,6 +214,8 @@ def evaluate_checkpoint(config, workdir):
     start = time.perf_counter()
     out = jax.block_until_ready(eval_fn(state, batch))
     seconds.append(time.perf_counter() - start)
+    if len(seconds) == 1:
+      _first("eval batch", started, compiles)
     return out
 
   per_image = lambda: {"seconds_per_image": sum(seconds[1:] or seconds) / max(len(seconds) - 1, 1)
@@ -230,6 +233,7 @@ def _train(config, class_names, workdir, mesh, ckpt):
   from segjax import data  # pylint: disable=g-import-not-at-top
 
   init_from = config.model.init_from.path
+  started, compiles = time.perf_counter(), compilation.Counter()
   _, train_fn, eval_fn, state = setup(config, mesh)
   resumed = ckpt.restore_latest(state)  # the checkpoint wins: a resumed run never reads init_from
   if resumed is not None:
@@ -269,6 +273,9 @@ def _train(config, class_names, workdir, mesh, ckpt):
       t0, s0 = time.perf_counter(), start
       for step in range(start + 1, config.total_steps + 1):
         state, metrics = train_fn(state, parallel.to_global(next(batches), mesh))
+        if step == start + 1:
+          jax.block_until_ready(metrics)
+          _first("train step", started, compiles)
         last, stop = step == config.total_steps, watcher.stop(step)
         logs, saves = step % config.log_every == 0 or last, step % config.checkpoint_every == 0 or last
         evals = step % config.eval_every == 0 or last
@@ -295,6 +302,13 @@ def _train(config, class_names, workdir, mesh, ckpt):
   if jax.process_index() == 0:
     plot_curves(workdir)
   return state
+
+
+def _first(what, started, compiles):
+  """Logs how long the start took and what the compilation cache gave it."""
+  logging.info("First %s done %.1f s after setup began (%s).", what, time.perf_counter() - started,
+               compiles.describe())
+  compiles.close()
 
 
 def _write_whole(path, text):

@@ -65,7 +65,12 @@ def test_sigterm_saves_the_step_in_flight_and_the_rerun_finishes_equal(config_fi
     step = assert_stopped(proc, log_path, workdir)
   assert step >= seen
   run(command(config_file, workdir), log_path)
-  assert f"Resuming from the checkpoint at step {step}" in open(log_path).read()
+  rerun = open(log_path).read().split(f"Resuming from the checkpoint at step {step}")
+  assert len(rerun) == 2, rerun[0][-3000:]
+  rerun = rerun[1]
+  # The rerun's steps come from the session's persistent compilation cache (tests/conftest.py).
+  assert re.search(r"First train step done [\d.]+ s after setup began \([1-9]\d* of \d+ compilations from "
+                   r"the persistent cache", rerun), rerun[-3000:]
   assert_equal_runs(workdir, straight, data_dir)
 
 

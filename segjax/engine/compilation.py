@@ -1,0 +1,69 @@
+"""JAX's persistent compilation cache, on by default: a resumed run, `--eval_only`, predict or a
+benchmark of shapes compiled before loads XLA's executables from disk instead of compiling again.
+
+The folder is machine state, not a run's: `--compilation_cache=DIR` or SEGJAX_COMPILATION_CACHE
+moves it, "off" turns it off; else JAX's own JAX_COMPILATION_CACHE_DIR, else ~/.cache/segjax/jax
+(under $XDG_CACHE_HOME when set), outside every workdir. XLA keys each executable by the program,
+the devices and the jax and jaxlib versions, so a stale entry is never used.
+"""
+import os
+
+ENV = "SEGJAX_COMPILATION_CACHE"
+OFF = ("off", "none", "")
+
+
+def define_flag():
+  """--compilation_cache, for a program's flags."""
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  return flags.DEFINE_string("compilation_cache", None, "Folder of the persistent compilation cache, or off. "
+                             f"Default: {ENV}, else JAX_COMPILATION_CACHE_DIR, else ~/.cache/segjax/jax.")
+
+
+def default_dir():
+  return os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "segjax", "jax")
+
+
+def enable(path=None):
+  """Turns the cache on in `path` (None: as the module says) before anything compiles; returns the
+  folder, or None when turned off."""
+  import jax  # pylint: disable=g-import-not-at-top  (segjax.main defines the flag before JAX starts)
+  if path is None:
+    path = os.environ.get(ENV, os.environ.get("JAX_COMPILATION_CACHE_DIR") or default_dir())
+  if path.strip().lower() in OFF:
+    jax.config.update("jax_enable_compilation_cache", False)
+    return None
+  jax.config.update("jax_enable_compilation_cache", True)
+  jax.config.update("jax_compilation_cache_dir", os.path.abspath(os.path.expanduser(path)))
+  if "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS" not in os.environ:
+    # Every executable, however quick to compile (JAX's default keeps those over 1 s): a small step
+    # on a CPU compiles in about a second, and a start compiles many.
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+  return jax.config.jax_compilation_cache_dir
+
+
+class Counter:
+  """Counts compilations that used the cache and those it answered, from jax.monitoring's events,
+  so a log can say whether a step came from the cache."""
+
+  def __init__(self):
+    import jax  # pylint: disable=g-import-not-at-top
+    self.requests = self.hits = 0
+    jax.monitoring.register_event_listener(self._event)
+
+  def _event(self, event, **_):
+    if event == "/jax/compilation_cache/compile_requests_use_cache":
+      self.requests += 1
+    elif event == "/jax/compilation_cache/cache_hits":
+      self.hits += 1
+
+  def close(self):
+    import jax  # pylint: disable=g-import-not-at-top
+    jax.monitoring.unregister_event_listener(self._event)
+
+  def describe(self):
+    """E.g. "2 of 2 compilations from the persistent cache in DIR"."""
+    import jax  # pylint: disable=g-import-not-at-top
+    if not jax.config.jax_enable_compilation_cache or not jax.config.jax_compilation_cache_dir:
+      return "the persistent compilation cache is off"
+    return (f"{self.hits} of {self.requests} compilations from the persistent cache in "
+            f"{jax.config.jax_compilation_cache_dir}")
