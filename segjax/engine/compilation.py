@@ -49,6 +49,7 @@ class Counter:
     import jax  # pylint: disable=g-import-not-at-top
     self.requests = self.hits = 0
     jax.monitoring.register_event_listener(self._event)
+    self._listening = True
 
   def _event(self, event, **_):
     if event == "/jax/compilation_cache/compile_requests_use_cache":
@@ -57,8 +58,11 @@ class Counter:
       self.hits += 1
 
   def close(self):
+    """Stops counting; again is a no-op."""
     import jax  # pylint: disable=g-import-not-at-top
-    jax.monitoring.unregister_event_listener(self._event)
+    if self._listening:
+      jax.monitoring.unregister_event_listener(self._event)
+      self._listening = False
 
   def describe(self):
     """E.g. "2 of 2 compilations from the persistent cache in DIR"."""

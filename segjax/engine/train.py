@@ -227,6 +227,7 @@ def evaluate_checkpoint(config, workdir):
                           notes={"protocol": inference.protocol(config)._asdict()})
   finally:
     writer.close()
+    compiles.close()
 
 
 def _train(config, class_names, workdir, mesh, ckpt):
@@ -249,6 +250,7 @@ def _train(config, class_names, workdir, mesh, ckpt):
   unscored = resumed is not None and meta.get("unscored", False) and start <= config.total_steps
   unscored = unscored and not parallel.on_process_0(lambda: metrics_writer.logged(workdir, "eval", start))
   if start >= config.total_steps and not unscored:  # its config.json stays the one it was trained with
+    compiles.close()
     logging.info("Run already finished: step %d >= total_steps %d; nothing to train.", start,
                  config.total_steps)
     return state
@@ -299,6 +301,7 @@ def _train(config, class_names, workdir, mesh, ckpt):
           save(state, step)
   finally:
     writer.close()
+    compiles.close()
   if jax.process_index() == 0:
     plot_curves(workdir)
   return state

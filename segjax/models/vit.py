@@ -12,8 +12,9 @@ Convolutions Help Transformers See Better", NeurIPS 2021; with residual units, t
 Dosovitskiy et al.'s section 3.1): stride-2 stages of 3x3 convolutions with LayerNorm and GELU before
 a patch embedding of the remaining stride, so that outlines smaller than a patch reach the tokens.
 
-Variables: `stem{i}/{down, unit{j}a, unit{j}b}_{conv, norm}` (with a stem), `patch_embed`, `cls_token`, `registers`, `pos_embed`,
-`block{i}/{norm1, attn/{qkv, proj}, ls1, norm2, mlp/{fc1, fc2}, ls2}` and `norm`.
+Variables: `stem{i}/{down, unit{j}a, unit{j}b}_{conv, norm}` (with a stem), `patch_embed`,
+`cls_token`, `registers`, `pos_embed`, `block{i}/{norm1, attn/{qkv, proj}, ls1, norm2, mlp/{fc1, fc2},
+ls2}` and `norm`.
 """
 import functools
 import math
