@@ -44,7 +44,7 @@ def build(name, num_classes, size):
 
 
 def synthetic_batch(batch, size, num_classes, device, segments=8):
-  """Images, a semantic map, and each image's `segments` masks (quadrant-free boxes) and classes."""
+  """Images, a semantic map, and each image's `segments` masks (random boxes) and classes."""
   g = torch.Generator().manual_seed(0)
   image = torch.rand(batch, 3, size, size, generator=g)
   semantic = torch.randint(0, num_classes, (batch, size, size), generator=g)
