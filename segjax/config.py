@@ -37,9 +37,15 @@ def own_keys():
       image_ids_by_name=config_dict.placeholder(bool),  # panoptic files: "frankfurt_000000_000294"
   ))
   c.input = ml_collections.ConfigDict(dict(
-      # (height, width); the dataset's defaults when unset. Eval images are padded to eval_size.
+      # (height, width); the dataset's defaults when unset. eval_size: what export serves and a
+      # sliding window assumes (eval pads each image only to its size bucket's canvas, config.eval).
       crop_size=config_dict.placeholder(tuple),
       eval_size=config_dict.placeholder(tuple),
+      # (long, short), e.g. (2048, 512): each image first resized, keeping its aspect ratio, to the
+      # largest size within it (mmsegmentation's Resize(scale, keep_ratio=True)); training then
+      # scales that by min_scale..max_scale, eval and predict infer at it (config.eval.base_size)
+      # and score the prediction resized back to the image. Unset: images as they come.
+      base_size=config_dict.placeholder(tuple),
       min_scale=0.75,
       max_scale=1.25,
       flip=True,
@@ -68,6 +74,12 @@ def own_keys():
       margin=0,
       scales=(1.0,),  # the image resized by each factor, outputs averaged back at its size
       flip=False,  # also the mirrored image of each scale
+      # Eval's own base size where a recipe tests at another than it trains at (Mask2Former:
+      # shorter side 800, longer at most 1333); config.input.base_size when unset.
+      base_size=config_dict.placeholder(tuple),
+      # Eval images grouped by size into at most this many canvases, each compiled once (1: every
+      # image padded to the split's largest).
+      buckets=4,
   ))
   c.optimizer = ml_collections.ConfigDict(dict(
       name="adamw",  # adamw | sgd
@@ -203,6 +215,11 @@ _RULES = {
                          "give a tuple of (r, g, b) triples of integers 0..255, one per class"),
     "input.crop_size": _PAIR,
     "input.eval_size": _PAIR,
+    "input.base_size": (lambda v: v in ((), []) or checks.is_pair(v),
+                        "give (long, short), two integers >= 1, e.g. (2048, 512), or () for none"),
+    "eval.base_size": (lambda v: v in ((), []) or checks.is_pair(v),
+                       "give (long, short), two integers >= 1, e.g. (1333, 800), or () for input.base_size's"),
+    "eval.buckets": checks.AT_LEAST_1,
     "input.min_scale": checks.number_in(lambda v: v > 0, "> 0"),
     "input.max_scale": checks.number_in(lambda v: v > 0, "> 0"),
     "input.shuffle_buffer": checks.AT_LEAST_1,

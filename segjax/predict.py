@@ -4,7 +4,8 @@ python -m segjax.predict --workdir=/tmp/panoptic --images=a.png,photos/,'shots/*
 
 --images takes files, folders (their images) and globs. Photos may be of any size and aspect ratio,
 grayscale, RGBA (composited on black), 16-bit (scaled by 65535) and EXIF-rotated (turned upright
-first). Inference is config.eval's protocol, on each image padded to a multiple of 32.
+first). Inference is config.eval's protocol, on each image (resized to config.eval's base size where
+a recipe sets one, its outputs resized back) padded to a multiple of 32.
 
 For each image writes OUT/<name>.png (input | semantic map | instances, each in its own colour with
 class and score), OUT/<name>_masks.npz (semantic, panoptic, instance_map of slot + 1, classes, scores) and
@@ -75,9 +76,16 @@ def read_image(path):
 
 
 def make_predict_fn(config, model):
-  """Jitted (variables, image) -> semantic map, instances and panoptic map of one image."""
+  """Jitted (variables, image, sizes=None, canvas=None) -> semantic map, instances and panoptic map
+  of one image; with `sizes` (the image's height and width in `image`, then its own) the outputs
+  are resized back to a `canvas` of its own size (inference.make_inference_fn's `back`)."""
   infer = inference.make_inference_fn(model, config)
-  return jax.jit(lambda variables, image: jax.tree.map(lambda x: x[0], infer(variables, image[None])))
+
+  def predict(variables, image, sizes=None, canvas=None):
+    back = None if sizes is None else (sizes[None], canvas)
+    return jax.tree.map(lambda x: x[0], infer(variables, image[None], back))
+
+  return jax.jit(predict, static_argnames="canvas")
 
 
 def draw(image, pred, class_names, colormap=None):
@@ -100,12 +108,19 @@ def draw(image, pred, class_names, colormap=None):
                                         axis=1))
 
 
-def predict_one(predict, variables, image):
-  """What the model predicts for one (H, W, 3) image, at its size."""
+def predict_one(predict, variables, image, base_size=None):
+  """What the model predicts for one (H, W, 3) image, at its size; inferred at `base_size` as eval
+  infers (inference.base_scaled), the outputs resized back."""
   h, w = image.shape[:2]
-  padded = np.zeros((-(-h // _STRIDE) * _STRIDE, -(-w // _STRIDE) * _STRIDE, 3), np.float32)
-  padded[:h, :w] = image
-  pred = jax.device_get(predict(variables, padded))
+  size = inference.base_scaled((h, w), base_size)
+  if size != (h, w):
+    image = jax.image.resize(image, size + (3,), "bilinear", antialias=False)  # as eval's tf.image.resize
+  padded = np.zeros((-(-size[0] // _STRIDE) * _STRIDE, -(-size[1] // _STRIDE) * _STRIDE, 3), np.float32)
+  padded[:size[0], :size[1]] = image
+  if size == (h, w):
+    pred = jax.device_get(predict(variables, padded))
+  else:
+    pred = jax.device_get(predict(variables, padded, np.asarray(size + (h, w), np.int32), (h, w)))
   pred = inference.flatten(pred)
   pred = {k: (v[..., :h, :w] if np.ndim(v) >= 2 else v) for k, v in pred.items()}
   if "instance_map" in pred:  # an instance found only in the padding is no instance
@@ -135,7 +150,7 @@ def predict_files(workdir, entries, out):
     except UserError as e:
       problems.append(str(e))
       continue
-    pred = predict_one(predict, variables, image)
+    pred = predict_one(predict, variables, image, inference.eval_base_size(config))
     stem = name = os.path.splitext(os.path.basename(path))[0]
     for n in range(2, len(paths) + 2):  # a.png and a.jpg, or two folders' a.png: a and a_2
       if stem not in written:

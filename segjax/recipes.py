@@ -21,6 +21,9 @@ def tiny_variant(c):
   height, width = c.input.crop_size or (32, 32)
   c.input.crop_size = (32, 32 * width // height)  # the recipe's aspect ratio
   c.input.eval_size = (64, 64)
+  for part in (c.input, c.eval):  # the recipe's base size, its shorter side 32: fake files stay small
+    if part.base_size:
+      part.base_size = tuple(max(round(n * 32 / min(part.base_size)), 1) for n in part.base_size)
   c.optimizer.warmup_steps = c.optimizer.backbone_warmup_steps = 0
   c.batch_size = c.eval_batch_size = 8
   c.total_steps = c.eval_every = c.checkpoint_every = 3
@@ -79,7 +82,7 @@ def panoptic_deeplab(c, lr, semantic_top_k, min_stuff_area):
 DINOV2_VIT_L16 = "~/.cache/segjax/dinov2_vitl14_reg4_patch16.safetensors"
 
 
-def eomt_vit_l(dataset, crop_size, scales, queries, head="eomt"):
+def eomt_vit_l(dataset, crop_size, scales, queries, head="eomt", base_size=None):
   """EoMT's ViT-L recipe (Kerssies et al. CVPR 2025; tue-mps/eomt configs/dinov2/*/eomt_large_*.yaml
   and training/ defaults): DINOv2 ViT-L/16 with 4 registers (DINOV2_VIT_L16), queries through its
   last 4 blocks, masks annealed block after block over sixths 1-5 of training (poly 0.9); class,
@@ -90,13 +93,11 @@ def eomt_vit_l(dataset, crop_size, scales, queries, head="eomt"):
 
   Deviations: the position embedding stays on DINOv2's 37 x 37 grid and is resized at every step
   (EoMT resizes it once at load, then trains the resized one); no colour jitter (EoMT's ADE20K and
-  Cityscapes recipes have it); `scales` are of the image as it comes, where EoMT's scale jitter is of
-  the scale that fits the image in the crop; eval whole, each image padded to the dataset's eval size
-  (EoMT slides crop-size windows along the long side of a semantic image whose short side it resizes
-  to the crop). The padding costs a ViT more than a CNN: padded patches are tokens every patch
-  attends to, and the position embedding spans the padded canvas (ADE20K's 1600 x 1600 holds a
-  683 x 512 image in an eighth of it); segjax's eval resizing and size buckets (issue 29) are where
-  that goes.
+  Cityscapes recipes have it); eval whole, each image in a size bucket (EoMT slides crop-size windows
+  along the long side of a semantic image whose short side it resizes to the crop, and pads a
+  panoptic one to the crop). Padding costs a ViT more than a CNN (padded patches are tokens every
+  patch attends to), which the buckets keep small. `scales` are of the image fitted into
+  `base_size` (EoMT's scale jitter fits it into the crop), or of the image as it comes.
   `head`: "eomt", or "eomt_semantic" for semantic segmentation (segments per class)."""
   c = base_config(head)
   c.dataset.name = dataset
@@ -105,7 +106,7 @@ def eomt_vit_l(dataset, crop_size, scales, queries, head="eomt"):
   c.model.init_from.path = DINOV2_VIT_L16
   c.model.decoder_kwargs.update(num_queries=queries, blocks=4, upscale=2)
   c.model.dtype = "bfloat16"
-  c.input.crop_size = crop_size
+  c.input.crop_size, c.input.base_size = crop_size, base_size
   c.input.min_scale, c.input.max_scale = scales
   c.optimizer.name, c.optimizer.lr, c.optimizer.weight_decay = "adamw", 1e-4, 0.05
   c.optimizer.schedule, c.optimizer.poly_power = "poly", 0.9

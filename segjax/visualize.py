@@ -24,3 +24,16 @@ def side_by_side(images, truth, pred, num_classes, ignore_label=255, colormap=No
   images = np.clip(np.asarray(images) * 255, 0, 255).astype(np.uint8)
   return np.concatenate([images, colorize(truth, num_classes, ignore_label, colormap),
                          colorize(pred, num_classes, ignore_label, colormap)], axis=2)
+
+
+def at_label_size(images, input_sizes, sizes, canvas):
+  """Images resized to a base size (their `input_sizes` (N, 2) corners of `images`) shown at their
+  own `sizes` (N, 2), top-left on a `canvas` (height, width) like their labels; nearest neighbour."""
+  images = np.asarray(images)
+  out = np.zeros((len(images), *canvas, images.shape[-1]), images.dtype)
+  for i, ((ih, iw), (h, w)) in enumerate(zip(np.asarray(input_sizes), np.asarray(sizes))):
+    if h and w:
+      rows = np.minimum((np.arange(h) + 0.5) * ih / h, ih - 1).astype(int)
+      cols = np.minimum((np.arange(w) + 0.5) * iw / w, iw - 1).astype(int)
+      out[i, :h, :w] = images[i][rows][:, cols]
+  return out

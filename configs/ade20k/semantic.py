@@ -5,9 +5,9 @@ mmsegmentation's deeplabv3plus_r50-d8_4xb4-160k_ade20k-512x512.py: 512x512 crops
 
 Target: 43.95 mIoU on val, single scale (mmsegmentation's configs/deeplabv3plus/README.md; 44.93
 with multi-scale + flip; 42.72 after 80k steps). That number starts from ImageNet weights
-on a V1c ResNet with an auxiliary head. mmsegmentation resizes each image towards 2048x512 before
-scaling; segjax scales the images as they are (most are 512 on the short side). Eval pads each
-validation image to 1600x1600, the largest one's size.
+on a V1c ResNet with an auxiliary head. As mmsegmentation's, each image is first resized to fit
+2048x512 (input.base_size), in training before the random scale and in eval before inference, its
+logits resized back to the image and scored there; eval batches images of like sizes together.
 
 Multi-scale + flip, as mmsegmentation scores it, on the trained run:
 python -m segjax.main --config=configs/ade20k/semantic.py --workdir=DIR --eval_only --config.eval.flip=True \
@@ -27,4 +27,5 @@ from segjax.recipes import deeplabv3plus_r50, schedule, sgd_poly
 def get_config(variant=""):
   c = deeplabv3plus_r50("ade20k", output_stride=8, rates=(12, 24, 36), crop_size=(512, 512),
                         scales=(0.5, 2.0))
+  c.input.base_size = (2048, 512)  # mmsegmentation's RandomResize and Resize scale, keep_ratio=True
   return schedule(sgd_poly(c), 160_000, batch_size=16, eval_batch_size=8, variant=variant)

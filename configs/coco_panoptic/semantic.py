@@ -1,5 +1,6 @@
 """DeepLabV3+ ResNet-50 at output stride 16 on the 133 classes of COCO panoptic 2017, with the
-crops and schedule of configs/coco_panoptic/panoptic.py (640x640, scale 0.5-1.5, batch 64) and the
+crops and schedule of configs/coco_panoptic/panoptic.py (640x640, longer side 640 then scale
+0.5-1.5, evaluated at longer side 640, batch 64) and the
 optimizer of the mmsegmentation DeepLabV3+ recipes (SGD lr 0.01, momentum 0.9, weight decay 5e-4,
 poly 0.9), 80k steps.
 
@@ -21,4 +22,5 @@ from segjax.recipes import deeplabv3plus_r50, schedule, sgd_poly
 def get_config(variant=""):
   c = deeplabv3plus_r50("coco_panoptic", output_stride=16, rates=(6, 12, 18), crop_size=(640, 640),
                         scales=(0.5, 1.5))
+  c.input.base_size = (640, 640)
   return schedule(sgd_poly(c), 80_000, batch_size=64, eval_batch_size=16, variant=variant)

@@ -2,17 +2,21 @@
 import tensorflow as tf
 
 
-def scale_crop_flip(image, labels, seed, crop_size, min_scale, max_scale, flip, ignore_label):
+def scale_crop_flip(image, labels, seed, crop_size, min_scale, max_scale, flip, ignore_label, base_size=None):
   """Random scale, crop and horizontal flip applied identically to image and labels.
 
   image: (H, W, 3) uint8; labels: (H, W, K) int32 maps (semantic, instance, ...), resized with
-  nearest neighbour and padded with `ignore_label`. Returns image float32 in [0, 1] and labels
-  int32, both crop_size = (height, width).
+  nearest neighbour and padded with `ignore_label`. The scale is of the image as it comes or, with
+  `base_size`, of the image resized to fit it (segjax.data.buckets.base_scaled: mmsegmentation's
+  RandomResize(scale=base_size, ratio_range=(min_scale, max_scale), keep_ratio=True)). Returns
+  image float32 in [0, 1] and labels int32, both crop_size = (height, width).
   """
   crop_h, crop_w = crop_size
   seeds = tf.random.experimental.stateless_split(seed, 3)
   size = tf.cast(tf.shape(image)[:2], tf.float32)
   scale = tf.random.stateless_uniform([], seeds[0], min_scale, max_scale)
+  if base_size:
+    scale *= tf.minimum(max(base_size) / tf.reduce_max(size), min(base_size) / tf.reduce_min(size))
   new_size = tf.cast(tf.round(size * scale), tf.int32)
   image = tf.image.resize(image, new_size, "bilinear")
   labels = tf.image.resize(labels, new_size, "nearest")

@@ -31,7 +31,7 @@ class Descriptor:
   class_names: Optional[tuple] = None  # None: read from the built dataset's metadata (user folders)
   thing_classes: Optional[tuple] = None
   crop_size: tuple = (512, 512)  # (height, width) of training crops
-  eval_size: tuple = (512, 512)  # every eval image is padded to this; no image may exceed it
+  eval_size: tuple = (512, 512)  # what export serves and sliding windows assume; eval buckets by size
   ignore_label: int = 255
   label_divisor: int = 1000  # panoptic id = class * label_divisor + instance
   colormap: Optional[tuple] = None  # RGB per class; None: a generated palette

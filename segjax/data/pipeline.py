@@ -5,17 +5,18 @@ from e, and each example is augmented with a seed made from its position. A run 
 therefore rebuilds exactly the batches an uninterrupted run would have seen, without saving
 iterator state.
 """
+from absl import logging
 import jax
+import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from segjax import heads
-from segjax.data import augment, dataset
-from segjax.engine import parallel
+from segjax.data import augment, buckets, dataset
+from segjax.engine import inference, parallel
 from segjax.errors import UserError
 
 _AUTOTUNE = tf.data.AUTOTUNE
-_TOO_LARGE = "eval image larger than config.input.eval_size"
 
 
 def _label_keys(config):
@@ -161,7 +162,7 @@ def train_batches(config, start_step, host_batch):
     image, labels = _decode(features, example, keys[1:])
     image, labels = augment.scale_crop_flip(
         image, labels, seed, tuple(inp.crop_size), inp.min_scale, inp.max_scale, inp.flip,
-        config.dataset.ignore_label)
+        config.dataset.ignore_label, tuple(inp.base_size or ()))
     batch = {"image": image, "semantic": labels[..., 0]}
     # Targets after the crop, so that they are where the model sees them.
     batch.update(head.targets(labels[..., 0], labels[..., 1] if "instance" in keys else None, config))
@@ -174,70 +175,95 @@ def train_batches(config, start_step, host_batch):
     yield _check_labels(batch, config.dataset.num_classes, config.dataset.ignore_label)
 
 
-class EvalData:
-  """The eval split of this process at native size, padded to eval_size and to whole batches of
-  equal count on every process.
+def _image_sizes(builder, split):
+  """(height, width) of each image of `split`, in order, from the encoded images' headers."""
+  features = builder.info.features
+  static = features["image"].shape[:2]
+  if None not in static:  # a dataset of one image size says so
+    return [tuple(static)] * builder.info.splits[split].num_examples
+  decoders = {k: tfds.decode.SkipDecoding() for k in features if isinstance(features[k], tfds.features.Image)}
+  images = builder.as_dataset(split=split, shuffle_files=False, decoders=decoders).map(lambda ex: ex["image"])
+  return [buckets.encoded_size(encoded) for encoded in images.as_numpy_iterator()]
 
-  Each example carries its own `height` and `width`, so scoring cuts the padding away; padding
-  examples have `valid` False and all-ignore labels, so metrics never count them.
+
+class EvalData:
+  """The eval split at its images' own sizes, or resized to config.eval's base size, grouped by
+  size into at most config.eval.buckets canvases (segjax/data/buckets.py), each bucket split over
+  the processes in whole global batches, its last batch padded.
+
+  Each example carries its own `height` and `width`, the size it is scored at, and after a base-size
+  resize its `input_height` and `input_width`, so scoring cuts the padding away and the eval step
+  resizes the outputs back; padding examples have `valid` False and all-ignore labels, so metrics
+  never count them. Every process plans from the whole split's sizes, so all compile the same shapes.
   """
 
   def __init__(self, config, host_batch):
     builder = _builder(config)
-    split, self.num_examples = _host_split(builder, config.dataset.eval_split)
-    per_host = -(-self.num_examples // jax.process_count())
-    self.num_batches = -(-per_host // host_batch)
-    features = builder.info.features
-    (height, width), ignore = config.input.eval_size, config.dataset.ignore_label
-    self._builder, self._split, self._size = builder, config.dataset.eval_split, config.input.eval_size
-    static = features["image"].shape[:2]  # known for datasets of one image size
-    if None not in static and (static[0] > height or static[1] > width):
-      raise self._too_large()
-    keys = _label_keys(config)
+    self._builder, self._split = builder, config.dataset.eval_split
+    _, self.num_examples = _host_split(builder, self._split)
+    features, keys, base = builder.info.features, _label_keys(config), inference.eval_base_size(config)
+    sizes = _image_sizes(builder, self._split)
+    inputs = [inference.base_scaled(size, base) for size in sizes]
+    self.buckets = buckets.plan(inputs, sizes, config.eval.buckets)
+    self.padded_share = buckets.padded_share(inputs, self.buckets)
+    logging.info("Eval: %d images in %d canvases %s, %.1f%% of their pixels padding.", len(sizes), len(self.buckets),
+                 ", ".join(f"{h}x{w}" for h, w in (b.canvas for b in self.buckets)), 100 * self.padded_share)
+    ignore = config.dataset.ignore_label
+    resized = tf.constant(np.asarray(inputs, np.int32).reshape(-1, 2))
     decoders = {k: tfds.decode.SkipDecoding() for k in ("image",) + keys}
-    # Where this process's slice starts in the split (tfds gives the first slices one more example).
-    first = sum(builder.info.splits[s].num_examples
-                for s in tfds.even_splits(config.dataset.eval_split, n=jax.process_count())[:jax.process_index()])
+    records = builder.as_dataset(split=self._split, shuffle_files=False, decoders=decoders).enumerate()
+    processes, me = jax.process_count(), jax.process_index()
+    per_batch = host_batch * processes
 
-    def prepare(index, example):
-      image, labels = _decode(features, example, keys)
-      shape = tf.shape(image)
-      with tf.control_dependencies([tf.debugging.assert_less_equal(shape[:2], tf.constant([height, width]),
-                                                                   message=_TOO_LARGE)]):
-        image = tf.image.pad_to_bounding_box(image, 0, 0, height, width)
-        labels = tf.pad(labels, [[0, height - shape[0]], [0, width - shape[1]], [0, 0]],
+    def bucket_data(bucket):
+      """This process's rows of the bucket's global batches, then padding examples."""
+      (height, width), (label_height, label_width) = bucket.canvas, bucket.label_canvas
+      batches = -(-len(bucket.indices) // per_batch)
+      mine = np.zeros(len(sizes), bool)
+      for j in range(batches):
+        mine[list(bucket.indices[j * per_batch + me * host_batch:j * per_batch + (me + 1) * host_batch])] = True
+      mine = tf.constant(mine)
+
+      def prepare(index, example):
+        image, labels = _decode(features, example, keys)
+        shape = tf.shape(image)
+        image = tf.cast(image, tf.float32) / 255.0
+        out = {"valid": True, "height": shape[0], "width": shape[1],
+               # The dataset's own id where it has one, else the position in the split: COCO files
+               # need one id per image.
+               "image_id": tf.cast(example["image_id"] if "image_id" in features else index, tf.int64)}
+        if base:
+          size = tf.gather(resized, index)
+          image = tf.image.resize(image, size, "bilinear")  # no antialiasing, as mmcv's imresize
+          out.update(input_height=size[0], input_width=size[1])
+        out["image"] = tf.image.pad_to_bounding_box(image, 0, 0, height, width)
+        labels = tf.pad(labels, [[0, label_height - shape[0]], [0, label_width - shape[1]], [0, 0]],
                         constant_values=ignore)
-      # The dataset's own id where it has one, else the position in the split: COCO files need
-      # one id per image.
-      image_id = example["image_id"] if "image_id" in features else first + index
-      out = {"image": image, "valid": True, "image_id": tf.cast(image_id, tf.int64),
-             "height": shape[0], "width": shape[1]}
-      out.update({k: labels[..., i] for i, k in enumerate(keys)})
-      return out
+        out.update({k: labels[..., i] for i, k in enumerate(keys)})
+        return out
 
-    # Decoded anew at each eval: a cache of decoded, padded images would hold tens of GB (COCO val).
-    real = builder.as_dataset(split=split, shuffle_files=False, decoders=decoders).enumerate().map(
-        prepare, num_parallel_calls=_AUTOTUNE)
-    pad = {"image": tf.zeros([height, width, 3], tf.uint8), "valid": False,
-           "image_id": tf.constant(-1, tf.int64), "height": 0, "width": 0}
-    pad.update({k: tf.fill([height, width], ignore) for k in keys})
-    ds = real.concatenate(tf.data.Dataset.from_tensors(pad).repeat()).take(self.num_batches * host_batch)
-    ds = ds.map(lambda ex: dict(ex, image=tf.cast(ex["image"], tf.float32) / 255.0))
+      pad = {"valid": False, "height": 0, "width": 0, "image_id": tf.constant(-1, tf.int64),
+             **({"input_height": 0, "input_width": 0} if base else {}),
+             "image": tf.zeros([height, width, 3], tf.float32)}
+      pad.update({k: tf.fill([label_height, label_width], ignore) for k in keys})
+      # Decoded anew at each eval: a cache of decoded images would hold tens of GB (COCO val).
+      real = records.filter(lambda index, _: tf.gather(mine, index)).map(prepare, num_parallel_calls=_AUTOTUNE)
+      return real.concatenate(tf.data.Dataset.from_tensors(pad).repeat()).take(batches * host_batch), batches
+
+    if not self.buckets:
+      raise UserError(f"Split '{self._split}' of dataset '{config.dataset.name}' has no examples to evaluate on "
+                      "(config.dataset.eval_split).")
+    parts = [bucket_data(bucket) for bucket in self.buckets]
+    self.num_batches = sum(batches for _, batches in parts)
+    ds = parts[0][0]
+    for part, _ in parts[1:]:
+      ds = ds.concatenate(part)
     self._ds = ds.batch(host_batch).prefetch(2)
     self._num_classes, self._ignore = config.dataset.num_classes, ignore
 
-  def _too_large(self):
-    return UserError(f"An image of split '{self._split}' is larger than config.input.eval_size="
-                     f"{tuple(self._size)}; raise it to the split's largest image size.")
-
   def __iter__(self):
-    try:
-      for batch in self._ds.as_numpy_iterator():
-        yield _check_labels(batch, self._num_classes, self._ignore)
-    except tf.errors.InvalidArgumentError as e:
-      if _TOO_LARGE not in str(e):
-        raise
-      raise self._too_large() from e
+    for batch in self._ds.as_numpy_iterator():
+      yield _check_labels(batch, self._num_classes, self._ignore)
 
   def file_names(self):
     """{image_id: file name} of the whole eval split, for the official output files."""

@@ -37,8 +37,14 @@ def evaluate(eval_fn, state, eval_data, mesh, config, class_names, step, workdir
     confusions.append(out["confusion"])  # fetched after the loop: no wait for each batch
     if pictures is None and config.num_summary_images:
       n = config.num_summary_images
-      seen = parallel.gather({"image": inputs["image"], "truth": inputs["semantic"], "pred": out["semantic"]})
-      pictures = (seen["image"][:n], seen["truth"][:n], seen["pred"][:n])
+      sizes = ("input_height", "input_width", "height", "width") if "input_height" in inputs else ()
+      seen = parallel.gather({"image": inputs["image"], "truth": inputs["semantic"], "pred": out["semantic"],
+                              **{k: inputs[k] for k in sizes}})
+      image = seen["image"][:n]
+      if sizes:  # images at a base size: shown at their own, as their labels
+        image = visualize.at_label_size(image, np.stack([seen[k][:n] for k in sizes[:2]], -1),
+                                        np.stack([seen[k][:n] for k in sizes[2:]], -1), seen["truth"].shape[1:3])
+      pictures = (image, seen["truth"][:n], seen["pred"][:n])
     if not (instances or official_files):
       continue
     # Each host holds only its slice of the eval data: gather truth and predictions of the whole

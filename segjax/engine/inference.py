@@ -182,6 +182,68 @@ def dense_outputs(apply, images, p, kinds):
   return {k: jnp.log(v) if kinds.get(k) == "probabilities" else v for k, v in mean.items()}  # log-probabilities
 
 
+def base_scaled(size, base_size):
+  """(height, width) of an image of `size` resized, keeping its aspect ratio, to the largest size
+  whose longer side is at most max(base_size) and shorter side at most min(base_size): mmcv's
+  rescale_size, which mmsegmentation's Resize(scale=(2048, 512), keep_ratio=True) uses. `size`
+  itself when base_size is None."""
+  if not base_size:
+    return tuple(int(n) for n in size)
+  h, w = size
+  factor = min(max(base_size) / max(h, w), min(base_size) / min(h, w))
+  return max(int(h * factor + 0.5), 1), max(int(w * factor + 0.5), 1)
+
+
+def eval_base_size(config):
+  """The base size eval and predict resize each image to before inference, or None."""
+  base = config.eval.get("base_size") or config.input.get("base_size")
+  return tuple(base) if base else None
+
+
+def _taps(length, size_in, size_out):
+  """The two source indices and the weight of the second for each of `length` outputs of a
+  bilinear resize from size_in to size_out (traced), as torch's align_corners=False: half-pixel
+  centres, clamped at the edges."""
+  src = jnp.maximum((jnp.arange(length) + 0.5) * (size_in / size_out) - 0.5, 0.0)
+  low = jnp.minimum(jnp.floor(src).astype(jnp.int32), size_in - 1)
+  return low, jnp.minimum(low + 1, size_in - 1), src - low
+
+
+def resize_back(outputs, sizes, canvas, kinds):
+  """One image's dense outputs, of which the top-left sizes[:2] are the image, resized bilinearly
+  to its size sizes[2:] at the top-left of a `canvas` (height, width) map: mmsegmentation's resize
+  of the logits back to the original image (torch's bilinear, align_corners=False). Two gathers
+  per axis: the sizes differ per image, and a resize by matrices (jax.image) costs input x output
+  pixels per axis, hundreds of GFLOPs for ADE20K's 150 classes at 1600x1600."""
+  src, dst = jnp.maximum(sizes[:2], 1), jnp.maximum(sizes[2:], 1)
+  (y0, y1, ty), (x0, x1, tx) = (_taps(n, src[a], dst[a]) for a, n in enumerate(canvas))
+  restored = {}
+  for k, v in outputs.items():
+    kind = kinds.get(k, "dense")
+    if kind == "global":
+      restored[k] = v
+      continue
+    down = lambda t: t.reshape((-1,) + (1,) * (v.ndim - 1))  # weights along rows, then columns
+    across = lambda t: t.reshape((1, -1) + (1,) * (v.ndim - 2))
+    rows = v[y0] * down(1 - ty) + v[y1] * down(ty)
+    out = rows[:, x0] * across(1 - tx) + rows[:, x1] * across(tx)
+    if kind == "displacement":
+      out = out * (dst / src).astype(out.dtype)
+    restored[k] = out.astype(v.dtype)
+  return restored
+
+
+def _one_image_at_a_time(fn, tree, n):
+  """fn over each of a batch's n images in turn on each device (the memory of one image's outputs
+  at its own size, not the batch's): the batch, split over the devices, runs as (devices, images
+  per device)."""
+  d = jax.device_count()
+  d = d if n % d == 0 else 1
+  split = jax.tree.map(lambda x: x.reshape((d, n // d) + x.shape[1:]), tree)
+  out = jax.vmap(lambda t: jax.lax.map(fn, t))(split)
+  return jax.tree.map(lambda x: x.reshape((n,) + x.shape[2:]), out)
+
+
 def postprocess_outputs(outputs, config, sort=False):
   """The common outputs of a batch's dense outputs, by the config's head (`sort`: as
   Head.postprocess takes it)."""
@@ -196,12 +258,27 @@ def flatten(result):
 
 
 def make_inference_fn(model, config, sort=False):
-  """infer(variables, images) -> common outputs; pure and jittable. `variables` holds `params` and
-  `batch_stats`; images are (N, H, W, 3) in [0, 1]."""
+  """infer(variables, images, back=None) -> common outputs; pure and jittable. `variables` holds
+  `params` and `batch_stats`; images are (N, H, W, 3) in [0, 1].
+
+  `back` = (sizes, canvas), for images resized to a base size: sizes (N, 4) int, each image's height
+  and width in `images` and its own; canvas, the (height, width) of the outputs. Each image's dense
+  outputs are then resized back to its own size before post-processing (resize_back), so the
+  instances and the panoptic map are found at the image's resolution, as the logits are scored
+  there; one image at a time on each device."""
   p, kinds = protocol(config), heads.get(config).outputs
 
-  def infer(variables, images):
+  def infer(variables, images, back=None):
     apply = lambda x: model.apply(variables, x, train=False)
-    return postprocess_outputs(dense_outputs(apply, images, p, kinds), config, sort)
+    dense = dense_outputs(apply, images, p, kinds)
+    if back is None:
+      return postprocess_outputs(dense, config, sort)
+    sizes, canvas = back
+
+    def one(args):
+      restored = resize_back(*args, canvas, kinds)
+      return jax.tree.map(lambda x: x[0], postprocess_outputs(jax.tree.map(lambda x: x[None], restored), config, sort))
+
+    return _one_image_at_a_time(one, (dense, sizes), images.shape[0])
 
   return infer

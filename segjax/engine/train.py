@@ -80,8 +80,13 @@ def train_step(state, batch, *, model, tx, schedule, head, config):
 
 def eval_step(state, batch, *, infer, config):
   """The common outputs of one global batch, post-processed on device, and its confusion matrix
-  (padding excluded)."""
-  return scored(infer({"params": state.params, "batch_stats": state.batch_stats}, batch["image"]), batch,
+  (padding excluded). Images the pipeline resized to a base size (their `input_height` and
+  `input_width`) are scored at their own size, on the labels' canvas."""
+  back = None
+  if "input_height" in batch:
+    sizes = jnp.stack([batch["input_height"], batch["input_width"], batch["height"], batch["width"]], -1)
+    back = (sizes, batch["semantic"].shape[1:3])
+  return scored(infer({"params": state.params, "batch_stats": state.batch_stats}, batch["image"], back), batch,
                 config)
 
 
@@ -183,8 +188,9 @@ def train_and_evaluate(config, workdir):
 def evaluate_checkpoint(config, workdir):
   """(step, scores) of the newest complete checkpoint in `workdir`, whose run may still be training,
   under `config`, whose config.eval may name another protocol than the run was evaluated with;
-  appends an `eval_only` line to metrics.jsonl with the protocol and the seconds per image of the
-  eval step (its first, compiling, batch left out), and touches nothing else of the run's."""
+  appends an `eval_only` line to metrics.jsonl with the protocol, the eval's canvases and padded
+  share, and the seconds per image of the eval step (compiling left out: the first batch of each
+  canvas is run once before it is timed), and touches nothing else of the run's."""
   from segjax import data  # pylint: disable=g-import-not-at-top  (TensorFlow stays out of the steps)
 
   config_lib.validate(config)
@@ -208,23 +214,29 @@ def evaluate_checkpoint(config, workdir):
     raise missing
   step, variables = found
   state = state.replace(**variables)
-  seconds = []
+  seconds, images, shapes = [], [], set()
 
   def timed(state, batch):
+    shape = batch["image"].shape
+    if shape not in shapes:  # compiles
+      jax.block_until_ready(eval_fn(state, batch))
+      if not shapes:
+        _first("eval batch", started, compiles)
+      shapes.add(shape)
     start = time.perf_counter()
     out = jax.block_until_ready(eval_fn(state, batch))
     seconds.append(time.perf_counter() - start)
-    if len(seconds) == 1:
-      _first("eval batch", started, compiles)
+    images.append(int(jnp.sum(batch["valid"])))
     return out
 
-  per_image = lambda: {"seconds_per_image": sum(seconds[1:] or seconds) / max(len(seconds) - 1, 1)
-                                            / config.eval_batch_size}
+  per_image = lambda: {"seconds_per_image": sum(seconds) / max(sum(images), 1)}
+  eval_data = data.EvalData(config, parallel.host_batch_size(config.eval_batch_size))
+  notes = {"protocol": inference.protocol(config)._asdict(), "canvases": [b.canvas for b in eval_data.buckets],
+           "padded_share": round(eval_data.padded_share, 4)}
   writer = MetricsWriter(workdir)
   try:
-    return step, evaluate(timed, state, data.EvalData(config, parallel.host_batch_size(config.eval_batch_size)),
-                          mesh, config, class_names, step, workdir, writer, kind="eval_only", extra=per_image,
-                          notes={"protocol": inference.protocol(config)._asdict()})
+    return step, evaluate(timed, state, eval_data, mesh, config, class_names, step, workdir, writer,
+                          kind="eval_only", extra=per_image, notes=notes)
   finally:
     writer.close()
     compiles.close()

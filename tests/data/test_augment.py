@@ -68,3 +68,18 @@ def test_downscaled_labels_are_nearest_neighbour_and_padded_with_ignore():
   np.testing.assert_array_equal(lab[inside].reshape(16, 16), nearest(labels, (16, 16))[..., 0])
   np.testing.assert_allclose(img[inside], 200 / 255, atol=1e-6)
   assert np.all(img[~inside] == 0)  # padded pixels are black, and their labels are ignored
+
+
+@pytest.mark.parametrize("size,scale,expected", [
+    ((40, 28), 1.0, (46, 32)),  # to fit (64, 32): the short side to 32, 40 * 32/28 = 45.7
+    ((40, 28), 0.5, (23, 16)),  # then the random factor
+    ((16, 48), 2.0, (43, 128)),  # the long side decides: 48 -> 64, 16 * 64/48 * 2 = 42.7
+])
+def test_base_size_scales_the_image_that_fits_it(size, scale, expected):
+  labels = np.arange(size[0] * size[1]).reshape(*size, 1) % 7
+  image = np.repeat(labels * 30, 3, axis=-1).astype(np.uint8)
+  img, lab = augment.scale_crop_flip(tf.constant(image), tf.constant(labels.astype(np.int32)), tf.constant([1, 2]),
+                                     crop_size=expected, min_scale=scale, max_scale=scale, flip=False,
+                                     ignore_label=255, base_size=(64, 32))
+  assert not (lab.numpy() == 255).any()  # the crop is the whole resized image: nothing padded
+  np.testing.assert_array_equal(lab.numpy(), nearest(labels, expected))

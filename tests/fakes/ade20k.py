@@ -28,11 +28,12 @@ def path(root, split, name, kind):
   return os.path.join(root, "ADEChallengeData2016", kind, _FOLDERS[split], name + ext)
 
 
-def write(root):
-  """Writes IMAGES under root as ADEChallengeData2016.zip unzips; returns {split: [expected, ...]}."""
+def write(root, images=None):
+  """Writes `images` (IMAGES if None) under root as ADEChallengeData2016.zip unzips; returns {split:
+  [expected, ...]}."""
   expected = {}
   rng = np.random.default_rng(1)
-  for split, images in IMAGES.items():
+  for split, images in (images or IMAGES).items():
     expected[split] = []
     for number, height, width, grey, regions in images:
       name = f"{_PREFIX[split]}_{number:08d}"
