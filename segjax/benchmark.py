@@ -3,6 +3,7 @@ with --input the tf.data pipeline alone.
 
 python -m segjax.benchmark --config=configs/bench/deeplabv3_r50_os8.py [--config.benchmark.steps=50]
 python -m segjax.benchmark --input --config=configs/cityscapes/panoptic.py --config.dataset.manual_dir=D
+python -m segjax.benchmark --scoring --config=configs/cityscapes/panoptic.py [--config.benchmark.steps=60]
 
 Prints one JSON line per measurement (`train`, `infer`), in the form of
 shared/bench/peer_torchvision.py so the two can be read side by side: images/s, step ms, peak
@@ -10,6 +11,10 @@ device memory, FLOPs per image from XLA's cost analysis, and the TFLOP/s that ma
 The batch stays on the devices, so the figures are the step's own, not the input pipeline's.
 `--input` prints one `input` line instead: the images/s that decoding, augmentation, targets and
 batching deliver on this process, and per CPU core, for any training config.
+`--scoring` prints one `scoring` line: the images/s at which this host scores synthetic
+Cityscapes-size panoptic predictions (COCO masks, PQ and the official files), in the eval's own
+process and on its pool of worker processes, and how close an eval whose device takes as long as
+the scoring comes to the longer of the two.
 """
 import json
 import os
@@ -23,11 +28,14 @@ from ml_collections import config_flags
 from segjax import config as config_lib
 from segjax import heads
 from segjax.engine import inference, parallel, train
+from segjax.engine.scoring_benchmark import run_scoring
 from segjax.errors import UserError
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Benchmark config (configs/bench/*.py).",
                                           lock_config=True)
 _INPUT = flags.DEFINE_bool("input", False, "Time the tf.data input pipeline of the config instead.")
+_SCORING = flags.DEFINE_bool("scoring", False, "Time host scoring of synthetic Cityscapes-size panoptic "
+                             "predictions instead (config.benchmark.steps images).")
 flags.mark_flags_as_required(["config"])
 
 
@@ -174,7 +182,7 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
   config = _CONFIG.value
   try:
-    (run_input if _INPUT.value else run)(config)
+    (run_input if _INPUT.value else run_scoring if _SCORING.value else run)(config)
   except UserError as e:
     sys.exit(f"segjax.benchmark: error: {e}")
   except jax.errors.JaxRuntimeError as e:

@@ -20,7 +20,7 @@ TESTS = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(TESTS)
 TOTAL = 24
 SETTINGS = dict(total_steps=TOTAL, eval_every=8, checkpoint_every=4)
-TIMING = ("steps_per_sec", "seconds_per_image")
+TIMING = ("steps_per_sec", "seconds_per_image", "timing")
 ENV = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, TESTS, os.environ.get("PYTHONPATH", "")]))
 LAUNCH_TWO = [sys.executable, os.path.join(ROOT, "launch", "local.py"), "--processes=2",
               "--devices_per_process=4", "--timeout=400", "--"]

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import pytest
 
 from segjax.config import load_config_file
+from segjax.errors import UserError
 from segjax.heads import build_segmenter
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -90,11 +91,34 @@ def test_input_benchmark_times_the_pipeline_of_any_config(data_dir):
   assert record["images_per_s_per_core"] == pytest.approx(record["images_per_s"] / record["cpu_cores"], rel=0.01)
 
 
+def test_scoring_benchmark_times_both_ways_and_an_overlapped_eval(capsys):
+  from segjax import benchmark  # pylint: disable=g-import-not-at-top
+  from tiny_configs import tiny_panoptic_config  # pylint: disable=g-import-not-at-top
+  record = benchmark.run_scoring(tiny_panoptic_config(None), size=(48, 64), images=7, workers=2)
+  assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == record
+  assert record["mode"] == "scoring" and record["size"] == [48, 64] and record["images"] == 7
+  assert record["workers"] == record["timing"]["scoring_workers"] == 2
+  assert record["same_figures"]  # in this process, on the pool and through evaluate: the same figures
+  assert record["images_per_s"] > 0 and record["images_per_s_in_process"] > 0
+  # The eval's stand-in device takes as long as the pool's scoring: the eval at least that long.
+  assert record["device_seconds"] == pytest.approx(record["host_seconds"], rel=0.01)
+  assert record["eval_over_longer"] > 0.9
+
+
+def test_scoring_benchmark_needs_a_head_of_instances():
+  from segjax import benchmark  # pylint: disable=g-import-not-at-top
+  from tiny_configs import tiny_config  # pylint: disable=g-import-not-at-top
+  with pytest.raises(UserError, match=r"^--scoring times the scoring of instances and panoptic maps: give a config "
+                                      r"whose head predicts them, e\.g\. configs/cityscapes/panoptic\.py\.$"):
+    benchmark.run_scoring(tiny_config(None), size=(48, 64), images=2)
+
+
 def test_a_step_that_does_not_fit_is_one_sentence(monkeypatch):
   from segjax import benchmark  # pylint: disable=g-import-not-at-top
   config = load_config_file(os.path.join(BENCH, "mask_former_r50_512.py"))
   monkeypatch.setattr(benchmark, "_CONFIG", type("Flag", (), {"value": config})())
   monkeypatch.setattr(benchmark, "_INPUT", type("Flag", (), {"value": False})())
+  monkeypatch.setattr(benchmark, "_SCORING", type("Flag", (), {"value": False})())
 
   def out_of_memory(config):
     raise jax.errors.JaxRuntimeError("RESOURCE_EXHAUSTED: Out of memory allocating 40110126288 bytes.")

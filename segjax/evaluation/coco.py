@@ -21,6 +21,52 @@ def encode_mask(mask):
   return rle
 
 
+def encode_ids(id_map, ids):
+  """{k: encode_mask(id_map == k)} for each k of `ids` present in the (H, W) map, from one pass over it.
+
+  An image's masks are disjoint, so the runs of equal ids down the columns (COCO's pixel order) hold
+  every mask's run lengths: N masks cost one pass, not N, and pycocotools compresses the counts into
+  the same RLE its encoder writes."""
+  id_map = np.asarray(id_map)
+  h, w = id_map.shape
+  flat = id_map.ravel(order="F")
+  starts = np.flatnonzero(np.concatenate(([True], flat[1:] != flat[:-1])))
+  ends = np.append(starts[1:], flat.size)
+  order = np.argsort(flat[starts], kind="stable")  # runs grouped by id, in pixel order within each
+  values = flat[starts][order]
+  wanted = np.asarray(ids).reshape(-1)
+  first, last = np.searchsorted(values, wanted, "left"), np.searchsorted(values, wanted, "right")
+  present, counts = [], []
+  for k, a, b in zip(wanted.tolist(), first, last):
+    if a == b:
+      continue
+    s, e = starts[order[a:b]], ends[order[a:b]]
+    runs = np.empty(2 * len(s) + 1, np.uint32)  # zeros before each run, the run, zeros after the last
+    runs[0:-1:2] = s - np.concatenate(([0], e[:-1]))
+    runs[1::2] = e - s
+    runs[-1] = flat.size - e[-1]
+    present.append(k)
+    counts.append({"counts": runs if runs[-1] else runs[:-1], "size": [h, w]})
+  rles = mask_utils.frPyObjects(counts, h, w) if counts else []
+  for rle in rles:
+    rle["counts"] = rle["counts"].decode("ascii")
+  return dict(zip(present, rles))
+
+
+def _ranks(values, keys):
+  """1 + the index of each of `values` in the sorted unique int `keys`, 0 where absent: a table
+  lookup when the values are small non-negative ints (class indices, PNG instance ids)."""
+  values = np.asarray(values)
+  if not keys.size:
+    return np.zeros(values.shape, np.int64)
+  if values.size and values.min() >= 0 and values.max() < 1 << 22:
+    table = np.zeros(int(max(values.max(), keys.max())) + 1, np.int64)
+    table[keys] = np.arange(1, keys.size + 1)
+    return table[values]
+  index = np.minimum(np.searchsorted(keys, values), keys.size - 1)
+  return np.where(keys[index] == values, index + 1, 0)
+
+
 class CocoMaskEvaluator:
   """Collects ground-truth and predicted instance masks image by image, then runs COCOeval."""
 
@@ -29,34 +75,55 @@ class CocoMaskEvaluator:
     self._ids = list(range(len(class_names))) if label_ids is None else [int(i) for i in label_ids]
     self.categories = [{"id": self._ids[c], "name": class_names[c]} for c in thing_classes]
     self._things = set(int(c) for c in thing_classes)
+    self._thing_list = sorted(self._things)
     self.images, self.annotations, self.results = [], [], []
 
   def add(self, image_id, semantic, instance, pred):
     """One image, cut to its own size. semantic, instance: (H, W) ground truth, where thing pixels
     of instance 0 are their class's crowd region; pred: instance_map (H, W) of slot + 1, and valid,
     classes, scores per slot (NumPy)."""
+    self.merge(self.score(image_id, semantic, instance, pred))
+
+  def score(self, image_id, semantic, instance, pred):
+    """`add`'s work for one image, apart from the images before it: its image entry, its
+    ground-truth annotations (without ids, which `merge` numbers) and its results. Reads no state
+    that `merge` changes, so images can be scored in any process and merged in order."""
     image_id = int(image_id)
+    semantic, instance = np.asarray(semantic), np.asarray(instance)
     h, w = semantic.shape
-    self.images.append({"id": image_id, "height": h, "width": w})
-    things = np.isin(semantic, list(self._things))
-    regions = [(instance == k, 0) for k in np.unique(instance[things & (instance > 0)])]
-    # COCO scores a detection on a crowd region as neither hit nor miss.
-    regions += [(things & (instance == 0) & (semantic == c), 1) for c in np.unique(semantic[things & (instance == 0)])]
-    for mask, crowd in regions:
-      category = int(np.bincount(semantic[mask]).argmax())
-      if category not in self._things:
-        continue
-      rle = encode_mask(mask)
-      self.annotations.append({
-          "id": len(self.annotations) + 1, "image_id": image_id, "category_id": self._ids[category],
-          "segmentation": rle, "area": float(mask_utils.area(rle)),
-          "bbox": [float(v) for v in mask_utils.toBbox(rle)], "iscrowd": crowd})
-    slots = np.asfortranarray(pred["instance_map"])  # masks compared from it are Fortran-ordered: no copy
-    for k in np.nonzero(pred["valid"])[0]:
-      mask = slots == k + 1
-      if mask.any():  # an instance found only in the padding, cut away, is no instance
-        self.results.append({"image_id": image_id, "category_id": self._ids[int(pred["classes"][k])],
-                             "segmentation": encode_mask(mask), "score": float(pred["scores"][k])})
+    things = np.isin(semantic, self._thing_list)
+    # Every region in one map: instance k (all its pixels) -> 1 + its rank among the ids on things,
+    # then each thing class's crowd region (its pixels of instance 0): COCO scores a detection on
+    # one as neither hit nor miss.
+    ids = np.unique(instance[things & (instance > 0)])
+    crowd = things & (instance == 0)
+    crowd_classes = np.unique(semantic[crowd])
+    regions = _ranks(instance, ids)
+    regions[crowd] = ids.size + _ranks(semantic[crowd], crowd_classes)
+    count = ids.size + crowd_classes.size
+    # Each region's category: its most frequent class (the smallest on a tie, as argmax picks).
+    depth = int(semantic.max(initial=0)) + 1
+    classes = np.bincount((regions * depth + semantic).ravel(), minlength=(count + 1) * depth)
+    categories = classes.reshape(count + 1, depth)[1:].argmax(1)
+    kept = [r for r in range(1, count + 1) if int(categories[r - 1]) in self._things]
+    rles = encode_ids(regions, kept)
+    # Area and box one RLE at a time: pycocotools' area() of a list fails past 255 RLEs under NumPy 2.
+    annotations = [{"image_id": image_id, "category_id": self._ids[int(categories[r - 1])], "segmentation": rles[r],
+                    "area": float(mask_utils.area(rles[r])), "bbox": [float(v) for v in mask_utils.toBbox(rles[r])],
+                    "iscrowd": int(r > ids.size)} for r in kept]
+    valid = np.nonzero(pred["valid"])[0]
+    found = encode_ids(pred["instance_map"], valid + 1)  # an instance found only in the cut-away padding is none
+    results = [{"image_id": image_id, "category_id": self._ids[int(pred["classes"][k])],
+                "segmentation": found[k + 1], "score": float(pred["scores"][k])}
+               for k in valid.tolist() if k + 1 in found]
+    return {"image": {"id": image_id, "height": h, "width": w}, "annotations": annotations, "results": results}
+
+  def merge(self, scored):
+    """Adds what `score` returned for the next image; annotation ids count on from the last image's."""
+    self.images.append(scored["image"])
+    for annotation in scored["annotations"]:
+      self.annotations.append({"id": len(self.annotations) + 1, **annotation})
+    self.results.extend(scored["results"])
 
   def result(self, directory=None):
     """mask_ap, mask_ap50, mask_ap75; with `directory`, scored from the JSON files written there.

@@ -17,17 +17,19 @@ def encode_segments(ids, label_divisor, label_ids, things):
   """An (H, W) panoptic id map (class * label_divisor + instance, VOID -1) as an (H, W, 3) uint8
   PNG array and its segments_info; segments are numbered 1.. in the order of their ids."""
   uniques, index, area = unique_ids(ids)
-  index = index.reshape(ids.shape)
+  height, width = ids.shape
   segment = np.where(uniques == VOID, 0, np.cumsum(uniques != VOID))  # 1..N, void 0
-  png = segment[index]
-  rgb = np.stack([png % 256, png // 256 % 256, png // 65536], axis=-1).astype(np.uint8)
-  # Area and box of every segment in one pass over the pixels, not one pass per segment.
-  rows = np.zeros((len(uniques), ids.shape[0]), bool)
-  rows[index, np.arange(ids.shape[0])[:, None]] = True
-  cols = np.zeros((len(uniques), ids.shape[1]), bool)
-  cols[index, np.arange(ids.shape[1])[None]] = True
+  png = segment[index].reshape(height, width)
+  rgb = np.zeros((height, width, 3), np.uint8)
+  for channel in range(3 if len(uniques) > 256 else 1):  # R, G, B: bytes 0, 1, 2 of the number
+    rgb[..., channel] = (png >> 8 * channel) & 255
+  # Area and box of every segment in one pass over the pixels: the rows and the columns it is on.
+  index = index.reshape(height, width)
+  rows = np.bincount((index * height + np.arange(height)[:, None]).ravel(), minlength=len(uniques) * height)
+  cols = np.bincount((index * width + np.arange(width)).ravel(), minlength=len(uniques) * width)
+  rows, cols = rows.reshape(len(uniques), height) > 0, cols.reshape(len(uniques), width) > 0
   y0, x0 = rows.argmax(1), cols.argmax(1)
-  y1, x1 = ids.shape[0] - rows[:, ::-1].argmax(1), ids.shape[1] - cols[:, ::-1].argmax(1)
+  y1, x1 = height - rows[:, ::-1].argmax(1), width - cols[:, ::-1].argmax(1)
   segments = []
   for k, value in enumerate(uniques):
     if value == VOID:
@@ -59,15 +61,26 @@ class PanopticFiles:
   def add(self, image_id, file_name, truth, pred):
     """truth, pred: one image's (H, W) panoptic id maps, cut to its size; image_id: the dataset's
     own id, an int (COCO) or a name (Cityscapes)."""
+    self.merge(self.save(image_id, file_name, truth, pred))
+
+  def save(self, image_id, file_name, truth, pred):
+    """`add`'s work for one image, apart from the images before it: writes its two PNGs and returns
+    its entries for the JSON files, which `merge` collects in order."""
     h, w = truth.shape
     image_id = image_id if isinstance(image_id, str) else int(image_id)
-    self.images.append({"id": image_id, "file_name": file_name, "height": h, "width": w})
+    saved = {"image": {"id": image_id, "file_name": file_name, "height": h, "width": w}}
     for which, ids in (("gt", truth), ("pred", pred)):
       rgb, segments = encode_segments(np.asarray(ids, np.int64), self.label_divisor, self.label_ids,
                                       self.things)
       Image.fromarray(rgb).save(os.path.join(self.directory, f"panoptic_{which}", f"{file_name}.png"))
-      self.annotations[which].append({"image_id": image_id, "file_name": f"{file_name}.png",
-                                      "segments_info": segments})
+      saved[which] = {"image_id": image_id, "file_name": f"{file_name}.png", "segments_info": segments}
+    return saved
+
+  def merge(self, saved):
+    """Adds the JSON entries `save` returned for the next image."""
+    self.images.append(saved["image"])
+    for which in self.annotations:
+      self.annotations[which].append(saved[which])
 
   def write(self):
     for which, annotations in self.annotations.items():

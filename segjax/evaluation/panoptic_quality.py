@@ -6,11 +6,22 @@ pixels on void. A crowd region (a thing class's pixels without an instance, id c
 not a segment to find: it is never matched nor missed, and a predicted segment lying mostly (> 50%)
 on void plus crowd of its own class is not a false positive. Crowd of another class excuses nothing.
 """
+from typing import NamedTuple
+
 import numpy as np
 
 from segjax.errors import UserError
 
 VOID = -1
+
+
+class Matches(NamedTuple):
+  """One image's part of PQ: the class and IoU of each matched segment pair, the class of each
+  missed (false negative) and each false (false positive) segment."""
+  hit_class: np.ndarray
+  hit_iou: np.ndarray
+  missed_class: np.ndarray
+  false_class: np.ndarray
 
 
 def unique_ids(ids):
@@ -36,6 +47,12 @@ class PanopticQuality:
 
   def add(self, truth, pred):
     """truth, pred: (H, W) panoptic id maps (class * label_divisor + instance, VOID = -1)."""
+    self.merge(self.match(truth, pred))
+
+  def match(self, truth, pred):
+    """`add`'s work for one image, apart from the images before it: the class and IoU of each
+    matched pair, the class of each missed and each false segment. Reads no state that `merge`
+    changes, so images can be matched in any process and merged in order."""
     truth, pred = np.asarray(truth, np.int64).ravel(), np.asarray(pred, np.int64).ravel()
     gt_ids, gt_index, gt_area = unique_ids(truth)
     pr_ids, pr_index, pr_area = unique_ids(pred)
@@ -46,25 +63,28 @@ class PanopticQuality:
     gt_class, pr_class = gt_ids // self.label_divisor, pr_ids // self.label_divisor
     gt_crowd = ~gt_void & self.things[gt_class] & (gt_ids % self.label_divisor == 0)
     # Pixels of each predicted segment on void, and on crowd of its own class.
-    on_void, on_crowd = np.zeros(len(pr_ids), np.int64), np.zeros(len(pr_ids), np.int64)
-    np.add.at(on_void, p[gt_void[g]], inter[gt_void[g]])
+    on_void = np.bincount(p[gt_void[g]], inter[gt_void[g]], len(pr_ids)).astype(np.int64)
     own_crowd = gt_crowd[g] & (gt_class[g] == pr_class[p])
-    np.add.at(on_crowd, p[own_crowd], inter[own_crowd])
+    on_crowd = np.bincount(p[own_crowd], inter[own_crowd], len(pr_ids)).astype(np.int64)
     real = ~gt_void[g] & ~gt_crowd[g] & ~pr_void[p]
     g, p, inter = g[real], p[real], inter[real]
     union = gt_area[g] + pr_area[p] - inter - on_void[p]
     iou = inter / union
     hit = (iou > 0.5) & (gt_class[g] == pr_class[p])
-    np.add.at(self.iou, gt_class[g[hit]], iou[hit])
-    np.add.at(self.tp, gt_class[g[hit]], 1)
     matched_gt = np.zeros(len(gt_ids), bool)
     matched_gt[g[hit]] = True
     matched_pr = np.zeros(len(pr_ids), bool)
     matched_pr[p[hit]] = True
     missed = ~matched_gt & ~gt_void & ~gt_crowd
-    np.add.at(self.fn, gt_class[missed], 1)
     false = ~matched_pr & ~pr_void & (on_void + on_crowd <= 0.5 * pr_area)
-    np.add.at(self.fp, pr_class[false], 1)
+    return Matches(gt_class[g[hit]], iou[hit], gt_class[missed], pr_class[false])
+
+  def merge(self, matches):
+    """Adds what `match` returned for the next image."""
+    np.add.at(self.iou, matches.hit_class, matches.hit_iou)  # in the order `add` always summed them
+    np.add.at(self.tp, matches.hit_class, 1)
+    np.add.at(self.fn, matches.missed_class, 1)
+    np.add.at(self.fp, matches.false_class, 1)
 
   def result(self):
     """PQ, SQ, RQ over all classes seen, over things and over stuff."""
@@ -90,5 +110,6 @@ def panoptic_from_labels(semantic, instance, thing_classes, ignore_label, label_
   if rank.max() >= label_divisor:
     raise UserError(f"An image has {rank.max()} instances, more than the dataset's label_divisor="
                     f"{label_divisor} can number.")
-  ids = np.where(is_thing, semantic * label_divisor + rank, semantic * label_divisor)
-  return np.where(semantic == ignore_label, VOID, ids)
+  ids = semantic * label_divisor + rank  # rank is 0 off the things' instances: stuff and crowd
+  np.putmask(ids, semantic == ignore_label, VOID)
+  return ids

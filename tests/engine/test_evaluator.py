@@ -60,13 +60,6 @@ def test_written_coco_files_hold_every_instance_and_rescore_alike(data_dir, scor
   assert run.stats[1] == pytest.approx(scores["mask_ap50"], abs=1e-12)
 
 
-def test_padding_to_a_larger_eval_size_changes_no_figure(data_dir, scored, tmp_path):
-  scores, _ = scored
-  padded = oracle.score(tiny_panoptic_config(data_dir, **{"input.eval_size": (80, 96)}), str(tmp_path))
-  for key, value in scores.items():
-    assert padded[key] == pytest.approx(value, abs=1e-9), key
-
-
 def test_confusion_is_summed_past_int32(data_dir, tmp_path):
   """A Cityscapes-size split (thousands of 1024x2048 images) counts more than 2^31 pixels."""
 
@@ -77,3 +70,19 @@ def test_confusion_is_summed_past_int32(data_dir, tmp_path):
   scores = oracle.score(tiny_panoptic_config(data_dir), str(tmp_path), edit=big)
   assert scores["pixel_acc"] == pytest.approx(3 * 2**30 / (3 * 2**30 + 3))
   assert scores["miou"] == pytest.approx((3 * 2**30 / (3 * 2**30 + 3) + 0) / 2)
+
+
+def test_scoring_workers_give_the_figures_and_files_of_scoring_here(data_dir, tmp_path, monkeypatch):
+  """The eval split through the real pipeline (padding in its last batch), official files written:
+  two scoring processes, or none, give the same figures and the same bytes in every file."""
+  written = {}
+  for workers in (2, 0):
+    monkeypatch.setenv("SEGJAX_SCORING_WORKERS", str(workers))
+    workdir = tmp_path / str(workers)
+    scores = oracle.score(tiny_panoptic_config(data_dir), str(workdir), official_files=True)
+    with open(workdir / "metrics.jsonl") as f:
+      assert json.loads(f.readline())["timing"]["scoring_workers"] == workers
+    folder = workdir / "eval" / "1"
+    written[workers] = scores, {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+  assert written[2] == written[0]
+  assert len([name for name in written[2][1] if name.startswith("labels")]) > 8  # more images than a batch

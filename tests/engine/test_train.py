@@ -18,8 +18,9 @@ from segjax.errors import UserError
 
 
 def _lines(workdir, kind):
+  """The records of `kind`, without the eval's timing, which differs from run to run."""
   with open(os.path.join(workdir, "metrics.jsonl")) as f:
-    return [r for r in map(json.loads, f) if r["kind"] == kind]
+    return [{k: v for k, v in r.items() if k != "timing"} for r in map(json.loads, f) if r["kind"] == kind]
 
 
 def _params(workdir):
