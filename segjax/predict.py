@@ -119,8 +119,9 @@ def predict_one(predict, variables, image, base_size=None):
   padded[:size[0], :size[1]] = image
   if size == (h, w):
     pred = jax.device_get(predict(variables, padded))
-  else:
-    pred = jax.device_get(predict(variables, padded, np.asarray(size + (h, w), np.int32), (h, w)))
+  else:  # outputs on the image's size padded as well: one compile per padded size, not per photo
+    canvas = (-(-h // _STRIDE) * _STRIDE, -(-w // _STRIDE) * _STRIDE)
+    pred = jax.device_get(predict(variables, padded, np.asarray(size + (h, w), np.int32), canvas))
   pred = inference.flatten(pred)
   pred = {k: (v[..., :h, :w] if np.ndim(v) >= 2 else v) for k, v in pred.items()}
   if "instance_map" in pred:  # an instance found only in the padding is no instance

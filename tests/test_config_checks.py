@@ -141,11 +141,11 @@ ROWS = [
      r"config\.eval\.stride \(80, 32\) is larger than config\.eval\.window \(64, 64\): pixels between windows "
      r"would have no prediction; use a stride <= the window\."),
     (["--config.eval.mode=slide", "--config.eval.window=(300,300)", "--config.input.eval_size=(256,256)"],
-     r"config\.eval\.window is \(300, 300\), larger than config\.input\.eval_size \(256, 256\), the canvas every "
-     r"eval image is padded to: give a window within it or config\.eval\.mode='whole'\."),
+     r"config\.eval\.window is \(300, 300\), larger than config\.input\.eval_size \(256, 256\), the dataset's "
+     r"eval image size: give a window within it or config\.eval\.mode='whole'\."),
     (["--config.eval.mode=slide", "--config.input.eval_size=(128,128)"],  # the window defaults to the crop
      r"config\.eval\.window is unset, so the window is config\.input\.crop_size, which is \(160, 160\), larger "
-     r"than config\.input\.eval_size \(128, 128\), the canvas every eval image is padded to: give a window "
+     r"than config\.input\.eval_size \(128, 128\), the dataset's eval image size: give a window "
      r"within it or config\.eval\.mode='whole'\."),
     (["configs/panoptic.py", "--config.dataset.label_divisor=100", "--config.postprocess.top_k=100"],
      r"config\.postprocess\.top_k is 100, not below config\.dataset\.label_divisor=100: instance ids would run "

@@ -27,11 +27,12 @@ def _order(sizes):
   return np.lexsort((np.minimum(h, w), np.maximum(h, w), h > w))
 
 
-def plan(input_sizes, label_sizes, max_buckets):
+def plan(input_sizes, label_sizes, max_buckets, multiple=1):
   """At most `max_buckets` canvases for images of `input_sizes` (N, 2), chosen to pad the fewest
   pixels: the images, in _order, cut into contiguous runs by dynamic programming, each run padded
-  to its largest height and width. `label_sizes` (N, 2): each image's size before base_size."""
-  sizes = np.asarray(input_sizes, np.int64).reshape(-1, 2)
+  to its largest height and width rounded up to `multiple` (a model's deepest stride: a ViT drops
+  the pixels past its last whole patch). `label_sizes` (N, 2): each image's size before base_size."""
+  sizes = -(-np.asarray(input_sizes, np.int64).reshape(-1, 2) // multiple) * multiple
   labels = np.asarray(label_sizes, np.int64).reshape(-1, 2)
   if not len(sizes):
     return []
@@ -75,7 +76,7 @@ def plan(input_sizes, label_sizes, max_buckets):
 
 
 def padded_share(input_sizes, buckets):
-  """The share of the canvases' pixels that are padding."""
+  """The share of the canvases' pixels that are padding (each bucket's padding examples aside)."""
   sizes = np.asarray(input_sizes, np.int64).reshape(-1, 2)
   canvas = sum(len(b.indices) * b.canvas[0] * b.canvas[1] for b in buckets)
   return 1.0 - float(np.sum(sizes[:, 0] * sizes[:, 1])) / canvas if canvas else 0.0

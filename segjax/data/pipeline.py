@@ -17,6 +17,7 @@ from segjax.engine import inference, parallel
 from segjax.errors import UserError
 
 _AUTOTUNE = tf.data.AUTOTUNE
+STRIDE = 32  # eval canvases are multiples of the deepest backbone stride, as predict pads
 
 
 def _label_keys(config):
@@ -204,7 +205,7 @@ class EvalData:
     features, keys, base = builder.info.features, _label_keys(config), inference.eval_base_size(config)
     sizes = _image_sizes(builder, self._split)
     inputs = [inference.base_scaled(size, base) for size in sizes]
-    self.buckets = buckets.plan(inputs, sizes, config.eval.buckets)
+    self.buckets = buckets.plan(inputs, sizes, config.eval.buckets, STRIDE)
     self.padded_share = buckets.padded_share(inputs, self.buckets)
     logging.info("Eval: %d images in %d canvases %s, %.1f%% of their pixels padding.", len(sizes), len(self.buckets),
                  ", ".join(f"{h}x{w}" for h, w in (b.canvas for b in self.buckets)), 100 * self.padded_share)
@@ -217,7 +218,8 @@ class EvalData:
 
     def bucket_data(bucket):
       """This process's rows of the bucket's global batches, then padding examples."""
-      (height, width), (label_height, label_width) = bucket.canvas, bucket.label_canvas
+      # Without a resize the outputs are the labels' size: on the model's canvas, as the labels.
+      (height, width), (label_height, label_width) = bucket.canvas, bucket.label_canvas if base else bucket.canvas
       batches = -(-len(bucket.indices) // per_batch)
       mine = np.zeros(len(sizes), bool)
       for j in range(batches):

@@ -26,10 +26,10 @@ def evaluate(eval_fn, state, eval_data, mesh, config, class_names, step, workdir
   `kind` is `kind`, with the scalars `extra()` gives after the pass and the JSON `notes` added, and
   where the time went (`timing`).
 
-  The device never waits for the host: batch k+1 is dispatched before batch k's outputs are
+  The device need not wait for the host: batch k+1 is dispatched before batch k's outputs are
   fetched, and the images are scored in `scoring_workers` processes (default: scoring.default_workers)
   while the loop goes on, merged in order, so every figure and file is the one scoring them here one
-  by one gives.
+  by one gives. The loop waits for batch k-2's scoring only where the host is the slower.
   """
   started = time.perf_counter()
   ds = config.dataset

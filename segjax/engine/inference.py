@@ -68,7 +68,7 @@ def protocol(config, resolved=True):
 
 
 def check_window_fits(config, window):
-  """Eval pads every image to input.eval_size: a sliding window larger than that canvas (at the
+  """input.eval_size is the dataset's eval image size: a sliding window larger than it (at the
   largest scale) never slides there, it only pads the image up to itself."""
   size = config.input.eval_size
   if config.eval.mode != "slide" or window is None or size is None:
@@ -80,8 +80,8 @@ def check_window_fits(config, window):
   named = ("config.eval.window" if config.eval.window else
            "config.eval.window is unset, so the window is config.input.crop_size, which")
   scaled = f" scaled by {top} to {canvas}" if canvas != tuple(size) else ""
-  raise UserError(f"{named} is {window}, larger than config.input.eval_size {tuple(size)}{scaled}, the canvas "
-                  "every eval image is padded to: give a window within it or config.eval.mode='whole'.")
+  raise UserError(f"{named} is {window}, larger than config.input.eval_size {tuple(size)}{scaled}, the "
+                  "dataset's eval image size: give a window within it or config.eval.mode='whole'.")
 
 
 def _starts(length, window, stride):
@@ -200,13 +200,17 @@ def eval_base_size(config):
   return tuple(base) if base else None
 
 
-def _taps(length, size_in, size_out):
+def _taps(length, size_in, size_out, canvas_in):
   """The two source indices and the weight of the second for each of `length` outputs of a
   bilinear resize from size_in to size_out (traced), as torch's align_corners=False: half-pixel
-  centres, clamped at the edges."""
+  centres, clamped at the image's edges. Outputs past size_out (the canvas's padding) go on into
+  the input's padding, so that post-processing sees there what the model said on it, as without a
+  resize, not the image's last row or column repeated (a stuff segment or a ridge of centres grown
+  into the padding)."""
   src = jnp.maximum((jnp.arange(length) + 0.5) * (size_in / size_out) - 0.5, 0.0)
-  low = jnp.minimum(jnp.floor(src).astype(jnp.int32), size_in - 1)
-  return low, jnp.minimum(low + 1, size_in - 1), src - low
+  last = jnp.where(jnp.arange(length) < size_out, size_in - 1, canvas_in - 1)
+  low = jnp.minimum(jnp.floor(src).astype(jnp.int32), last)
+  return low, jnp.minimum(low + 1, last), src - low
 
 
 def resize_back(outputs, sizes, canvas, kinds):
@@ -216,13 +220,13 @@ def resize_back(outputs, sizes, canvas, kinds):
   per axis: the sizes differ per image, and a resize by matrices (jax.image) costs input x output
   pixels per axis, hundreds of GFLOPs for ADE20K's 150 classes at 1600x1600."""
   src, dst = jnp.maximum(sizes[:2], 1), jnp.maximum(sizes[2:], 1)
-  (y0, y1, ty), (x0, x1, tx) = (_taps(n, src[a], dst[a]) for a, n in enumerate(canvas))
   restored = {}
   for k, v in outputs.items():
     kind = kinds.get(k, "dense")
     if kind == "global":
       restored[k] = v
       continue
+    (y0, y1, ty), (x0, x1, tx) = (_taps(n, src[a], dst[a], v.shape[a]) for a, n in enumerate(canvas))
     down = lambda t: t.reshape((-1,) + (1,) * (v.ndim - 1))  # weights along rows, then columns
     across = lambda t: t.reshape((1, -1) + (1,) * (v.ndim - 2))
     rows = v[y0] * down(1 - ty) + v[y1] * down(ty)

@@ -217,7 +217,7 @@ def evaluate_checkpoint(config, workdir):
   seconds, images, shapes = [], [], set()
 
   def timed(state, batch):
-    shape = batch["image"].shape
+    shape = batch["image"].shape, batch["semantic"].shape
     if shape not in shapes:  # compiles
       jax.block_until_ready(eval_fn(state, batch))
       if not shapes:

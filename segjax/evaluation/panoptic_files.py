@@ -21,7 +21,7 @@ def encode_segments(ids, label_divisor, label_ids, things):
   segment = np.where(uniques == VOID, 0, np.cumsum(uniques != VOID))  # 1..N, void 0
   png = segment[index].reshape(height, width)
   rgb = np.zeros((height, width, 3), np.uint8)
-  for channel in range(3 if len(uniques) > 256 else 1):  # R, G, B: bytes 0, 1, 2 of the number
+  for channel in range(3 if png.max(initial=0) > 255 else 1):  # R, G, B: bytes 0, 1, 2 of the number
     rgb[..., channel] = (png >> 8 * channel) & 255
   # Area and box of every segment in one pass over the pixels: the rows and the columns it is on.
   index = index.reshape(height, width)

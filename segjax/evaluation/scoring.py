@@ -143,6 +143,7 @@ class Scoring:
   def __init__(self, setup, workers=None):
     self.scorer = ImageScorer(setup)
     self._setup, self._workers, self._pool = setup, workers, None
+    self._fixed = workers is not None  # given, or set to 0 when a worker died
     self._batches = deque()  # [(image, future)] per submitted batch, oldest first
     self.work_seconds = 0.0  # scoring work, summed over images wherever they were scored
     self.wait_seconds = 0.0  # this process's time in scoring: waiting for workers or scoring itself
@@ -166,8 +167,9 @@ class Scoring:
     """Scores one batch's images beside the loop: waits first for the batch IN_FLIGHT before it."""
     if not images:
       return
-    if self._workers is None:
-      self._workers = default_workers(images[0].semantic.size)
+    if self._workers is None or (self._workers == 0 and not self._fixed):
+      # Asked again while it says none: size buckets come smallest first, the large images later.
+      self._workers = default_workers(max(image.semantic.size for image in images))
     while len(self._batches) >= IN_FLIGHT:
       self._merge(self._batches.popleft())
     if self._workers and self._pool is None:
@@ -212,7 +214,7 @@ class Scoring:
       logging.warning("A scoring worker process died (%s); the eval scores its images in its own process "
                       "from here on.", error)
       self._pool.shutdown(wait=True, cancel_futures=True)  # the pool has ended the others
-      self._pool, self._workers = None, 0
+      self._pool, self._workers, self._fixed = None, 0, True
 
 
 def _compact(image):
@@ -251,11 +253,12 @@ _worker_scorer = None
 
 
 def _start_worker(setup, parent):
-  """Builds the worker's scorer. Ctrl-C reaches every process of the terminal's group: the eval's
-  own process decides what it stops (preemption.Watcher), so the worker ignores it; and it leaves
-  when that process is gone, however it went."""
+  """Builds the worker's scorer. Ctrl-C, and a scheduler's SIGTERM, reach every process of the
+  group: the eval's own process decides what it stops (preemption.Watcher), so the worker ignores
+  them; and it leaves when that process is gone, however it went."""
   global _worker_scorer
   signal.signal(signal.SIGINT, signal.SIG_IGN)
+  signal.signal(signal.SIGTERM, signal.SIG_IGN)
   threading.Thread(target=_exit_when_orphaned, args=(parent,), daemon=True).start()
   _worker_scorer = ImageScorer(setup)
 

@@ -90,6 +90,7 @@ def test_images_are_resized_to_the_base_size_and_bucketed(ade, evaluated):
   config, _, data_dir = ade
   _, eval_data, outputs, _ = evaluated
   assert len(eval_data.buckets) == 3 and eval_data.padded_share < 0.2
+  assert all(n % 32 == 0 for b in eval_data.buckets for n in b.canvas)  # the deepest stride: a ViT drops the rest
   originals = {int(ex["image_id"]): ex["image"] / 255.0 for ex in tfds.as_numpy(
       tfds.builder("segjax_ade20k", data_dir=data_dir).as_dataset(split="validation"))}
   seen = []
@@ -188,3 +189,10 @@ def test_pictures_show_each_image_at_its_own_size():
   assert not shown[0, 4:].any() and not shown[0, :, 4:].any()
   np.testing.assert_array_equal(shown[1, :3, :2, 0], 7)
   assert not shown[1, :, 2:].any()
+
+
+def test_outputs_past_the_image_come_from_the_models_padding_not_its_edge():
+  # An image 2 rows tall on a 4-row input canvas, resized back to 4 rows on a 6-row canvas.
+  rows = jnp.arange(4, dtype=jnp.float32).reshape(4, 1, 1)
+  out = inference.resize_back({"x": rows}, jnp.array([2, 1, 4, 1]), (6, 1), {})["x"]
+  np.testing.assert_allclose(out[:, 0, 0], [0, 0.25, 0.75, 1, 1.75, 2.25])  # the last two: rows 1-3

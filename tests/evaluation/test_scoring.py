@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import tiny_panoptic_config
-from segjax.benchmark import synthetic_scene
+from segjax.engine.scoring_benchmark import synthetic_scene
 from segjax.engine import parallel
 from segjax.engine.evaluator import evaluate
 from segjax.engine.metrics_writer import MetricsWriter
@@ -36,12 +36,17 @@ def test_encode_ids_equals_one_pycocotools_encode_per_mask():
       assert rle == encode_mask(ids == k), k
 
 
-def test_encode_segments_equals_a_segment_by_segment_reference():
-  """Over 256 segments, so that the PNG's green byte is used too."""
+@pytest.mark.parametrize("void", [True, False])  # without void, exactly 256 segments: number 256 needs green
+def test_encode_segments_equals_a_segment_by_segment_reference(void):
+  """Over 255 segments, so that the PNG's green byte is used too."""
   rng = np.random.default_rng(1)
-  ids = np.kron(rng.permutation(400).reshape(20, 20), np.ones((2, 3), np.int64)) + 1001  # class 1, 400 instances
-  ids[:, :5] = 2000  # class 2 (a thing): instance 0, a crowd region
-  ids[0, :] = VOID
+  if void:
+    ids = np.kron(rng.permutation(400).reshape(20, 20), np.ones((2, 3), np.int64)) + 1001  # class 1, 400 instances
+    ids[:, :5] = 2000  # class 2 (a thing): instance 0, a crowd region
+    ids[0, :] = VOID
+  else:  # 255 instances of class 1 and a crowd region of class 2
+    ids = np.kron(rng.permutation(256).reshape(16, 16), np.ones((2, 3), np.int64)) + 1001
+    ids[ids == 1256] = 2000
   label_ids, things = (10, 11, 12), np.array([False, True, True])
   rgb, segments = encode_segments(ids, 1000, label_ids, things)
   present = [v for v in np.unique(ids) if v != VOID]
@@ -53,7 +58,7 @@ def test_encode_segments_equals_a_segment_by_segment_reference():
     expected.append({"id": number, "category_id": label_ids[value // 1000], "area": len(ys),
                      "bbox": [int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)],
                      "iscrowd": int(value % 1000 == 0)})
-  assert len(present) > 256
+  assert len(present) > 256 if void else len(present) == 256
   np.testing.assert_array_equal(rgb, expected_rgb)
   assert segments == expected
 
@@ -294,3 +299,11 @@ def test_how_many_workers(monkeypatch):
   with pytest.raises(UserError, match=r"^SEGJAX_SCORING_WORKERS is 'all': give a number of worker processes, "
                                       r"or 0 to score in the eval's own process\.$"):
     scoring.default_workers(64 * 64)
+
+
+def test_the_pool_is_decided_again_while_the_images_are_small(monkeypatch):
+  """Size buckets come smallest first: an eval whose first batch is small still pools its large ones."""
+  asked = []
+  monkeypatch.setattr(scoring, "default_workers", lambda pixels: asked.append(pixels) or 0)
+  _score(_images(3, size=(24, 32)) + _images(3, size=(48, 64)), None)
+  assert asked == [24 * 32, 48 * 64]
