@@ -132,30 +132,27 @@ def _slide(apply, images, p, kinds):
   return jax.tree.map(lambda t: (t / _spread(count, t))[:, :h, :w], total)
 
 
+def _each_dense(outputs, kinds, change, scale):
+  """Each dense output through `change` (a resize or a mirror; one value per image, "global", as it
+  is); a displacement also multiplied by its (y, x) `scale`, as its vectors change with the image."""
+  changed = {}
+  for k, v in outputs.items():
+    kind = kinds.get(k, "dense")
+    changed[k] = v if kind == "global" else change(v)
+    if kind == "displacement":
+      changed[k] = changed[k] * jnp.asarray(scale, v.dtype)
+  return changed
+
+
 def _flip(outputs, kinds):
   """Mirrors dense outputs left-right; a displacement's x changes sign."""
-  flipped = {}
-  for k, v in outputs.items():
-    kind = kinds.get(k, "dense")
-    flipped[k] = v if kind == "global" else jnp.flip(v, axis=2)
-    if kind == "displacement":
-      flipped[k] = flipped[k] * jnp.array([1.0, -1.0], v.dtype)
-  return flipped
+  return _each_dense(outputs, kinds, lambda v: jnp.flip(v, axis=2), (1.0, -1.0))
 
 
-def _resize(outputs, size, kinds):
-  """Dense outputs bilinearly resized to `size`; displacements also scaled by the resize factor."""
-  resized = {}
-  for k, v in outputs.items():
-    kind = kinds.get(k, "dense")
-    if kind == "global":
-      resized[k] = v
-      continue
-    n, h, w = v.shape[:3]
-    resized[k] = jax.image.resize(v, (n, *size) + v.shape[3:], "bilinear", antialias=False)
-    if kind == "displacement":
-      resized[k] = resized[k] * jnp.array([size[0] / h, size[1] / w], v.dtype)
-  return resized
+def _resize(outputs, start, size, kinds):
+  """Dense outputs (N, *start, ...) bilinearly resized to `size`."""
+  resize = lambda v: jax.image.resize(v, (v.shape[0], *size) + v.shape[3:], "bilinear", antialias=False)
+  return _each_dense(outputs, kinds, resize, (size[0] / start[0], size[1] / start[1]))
 
 
 def dense_outputs(apply, images, p, kinds):
@@ -173,7 +170,7 @@ def dense_outputs(apply, images, p, kinds):
                                                        antialias=False)
     out = one_pass(jnp.flip(x, axis=2) if flipped else x)
     out = _flip(out, kinds) if flipped else out
-    out = out if scaled == size else _resize(out, size, kinds)
+    out = out if scaled == size else _resize(out, scaled, size, kinds)
     if len(views) == 1:
       return out  # one pass: the model's own logits, bit for bit
     out = {k: jax.nn.softmax(v, axis=-1) if kinds.get(k) == "probabilities" else v for k, v in out.items()}
@@ -220,21 +217,15 @@ def resize_back(outputs, sizes, canvas, kinds):
   per axis: the sizes differ per image, and a resize by matrices (jax.image) costs input x output
   pixels per axis, hundreds of GFLOPs for ADE20K's 150 classes at 1600x1600."""
   src, dst = jnp.maximum(sizes[:2], 1), jnp.maximum(sizes[2:], 1)
-  restored = {}
-  for k, v in outputs.items():
-    kind = kinds.get(k, "dense")
-    if kind == "global":
-      restored[k] = v
-      continue
+
+  def resize(v):
     (y0, y1, ty), (x0, x1, tx) = (_taps(n, src[a], dst[a], v.shape[a]) for a, n in enumerate(canvas))
     down = lambda t: t.reshape((-1,) + (1,) * (v.ndim - 1))  # weights along rows, then columns
     across = lambda t: t.reshape((1, -1) + (1,) * (v.ndim - 2))
     rows = v[y0] * down(1 - ty) + v[y1] * down(ty)
-    out = rows[:, x0] * across(1 - tx) + rows[:, x1] * across(tx)
-    if kind == "displacement":
-      out = out * (dst / src).astype(out.dtype)
-    restored[k] = out.astype(v.dtype)
-  return restored
+    return (rows[:, x0] * across(1 - tx) + rows[:, x1] * across(tx)).astype(v.dtype)
+
+  return _each_dense(outputs, kinds, resize, dst / src)
 
 
 def _one_image_at_a_time(fn, tree, n):
