@@ -31,7 +31,6 @@ from segjax.engine import compilation, inference, trained_run
 from segjax.errors import UserError
 from segjax.evaluation.coco import encode_mask
 
-_STRIDE = 32  # images are padded to a multiple of the deepest backbone stride
 
 
 def image_paths(entries):
@@ -115,13 +114,13 @@ def predict_one(predict, variables, image, base_size=None):
   size = inference.base_scaled((h, w), base_size)
   if size != (h, w):
     image = jax.image.resize(image, size + (3,), "bilinear", antialias=False)  # as eval's tf.image.resize
-  padded = np.zeros((-(-size[0] // _STRIDE) * _STRIDE, -(-size[1] // _STRIDE) * _STRIDE, 3), np.float32)
+  padded = np.zeros(inference.padded_size(size) + (3,), np.float32)
   padded[:size[0], :size[1]] = image
   if size == (h, w):
     pred = jax.device_get(predict(variables, padded))
   else:  # outputs on the image's size padded as well: one compile per padded size, not per photo
-    canvas = (-(-h // _STRIDE) * _STRIDE, -(-w // _STRIDE) * _STRIDE)
-    pred = jax.device_get(predict(variables, padded, np.asarray(size + (h, w), np.int32), canvas))
+    sizes = np.asarray(size + (h, w), np.int32)
+    pred = jax.device_get(predict(variables, padded, sizes, inference.padded_size((h, w))))
   pred = inference.flatten(pred)
   pred = {k: (v[..., :h, :w] if np.ndim(v) >= 2 else v) for k, v in pred.items()}
   if "instance_map" in pred:  # an instance found only in the padding is no instance

@@ -17,7 +17,6 @@ from segjax.engine import inference, parallel
 from segjax.errors import UserError
 
 _AUTOTUNE = tf.data.AUTOTUNE
-STRIDE = 32  # eval canvases are multiples of the deepest backbone stride, as predict pads
 
 
 def _label_keys(config):
@@ -205,7 +204,7 @@ class EvalData:
     features, keys, base = builder.info.features, _label_keys(config), inference.eval_base_size(config)
     sizes = _image_sizes(builder, self._split)
     inputs = [inference.base_scaled(size, base) for size in sizes]
-    self.buckets = buckets.plan(inputs, sizes, config.eval.buckets, STRIDE)
+    self.buckets = buckets.plan(inputs, sizes, config.eval.buckets, inference.CANVAS_MULTIPLE)
     self.padded_share = buckets.padded_share(inputs, self.buckets)
     logging.info("Eval: %d images in %d canvases %s, %.1f%% of their pixels padding.", len(sizes), len(self.buckets),
                  ", ".join(f"{h}x{w}" for h, w in (b.canvas for b in self.buckets)), 100 * self.padded_share)

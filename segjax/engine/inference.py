@@ -179,6 +179,16 @@ def dense_outputs(apply, images, p, kinds):
   return {k: jnp.log(v) if kinds.get(k) == "probabilities" else v for k, v in mean.items()}  # log-probabilities
 
 
+# Eval and predict pad images to a multiple of the deepest backbone stride (a ViT drops the pixels
+# past its last whole patch).
+CANVAS_MULTIPLE = 32
+
+
+def padded_size(size):
+  """(height, width) rounded up to CANVAS_MULTIPLE."""
+  return tuple(-(-int(n) // CANVAS_MULTIPLE) * CANVAS_MULTIPLE for n in size)
+
+
 def base_scaled(size, base_size):
   """(height, width) of an image of `size` resized, keeping its aspect ratio, to the largest size
   whose longer side is at most max(base_size) and shorter side at most min(base_size): mmcv's
