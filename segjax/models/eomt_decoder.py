@@ -21,7 +21,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from segjax.models.layers import resize
+from segjax.models.layers import DepthwiseConv, resize
 
 
 class Upscale(nn.Module):
@@ -37,8 +37,7 @@ class Upscale(nn.Module):
     y = y + self.param("deconv_bias", nn.initializers.zeros, (self.dim,)).astype(y.dtype)
     y = y.transpose(0, 1, 3, 2, 4, 5).reshape(n, 2 * h, 2 * w, self.dim)
     y = nn.gelu(y, approximate=False)
-    y = nn.Conv(self.dim, (3, 3), padding=((1, 1), (1, 1)), feature_group_count=self.dim, use_bias=False,
-                dtype=self.dtype, name="dwconv")(y)
+    y = DepthwiseConv(3, self.dtype, name="dwconv")(y)
     return nn.LayerNorm(1e-6, use_fast_variance=False, dtype=self.dtype, name="norm")(y)
 
 

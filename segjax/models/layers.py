@@ -1,4 +1,5 @@
 """Conv + BatchNorm + ReLU, input standardisation and resizing, shared by backbones and heads."""
+import functools
 from typing import Any
 
 import flax.linen as nn
@@ -83,6 +84,63 @@ class ConvBN(nn.Module):
     return nn.relu(x) if self.relu else x
 
 
+class DepthwiseConv(nn.Module):
+  """A stride-1 depthwise convolution, padded to keep the size, without bias, as a sum of shifted,
+  scaled copies of the input: XLA's CPU backend runs a grouped convolution 25x slower (3x3 on
+  32x32x96: 2.5 ms against 0.1 ms an image on 2 cores). Its kernel is nn.Conv's (k, k, 1, C), with
+  nn.Conv's initialiser, so weights and checkpoints load either way."""
+  kernel_size: int = 3
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    k, (h, w, c) = self.kernel_size, x.shape[1:]
+    kernel = self.param("kernel", nn.initializers.lecun_normal(), (k, k, 1, c), jnp.float32).astype(self.dtype)
+    x = jnp.pad(x.astype(self.dtype), ((0, 0), (k // 2, (k - 1) // 2), (k // 2, (k - 1) // 2), (0, 0)))
+    return sum(x[:, i:i + h, j:j + w] * kernel[i, j, 0] for i in range(k) for j in range(k))
+
+
 def resize(x, height, width):
-  """Bilinear resize of an NHWC batch to (height, width)."""
+  """Bilinear resize of an NHWC batch to (height, width): jax.image.resize's (half-pixel centres,
+  antialiased when shrinking). Upsampling by whole factors (heads' outputs to the image) blends
+  each pixel with its neighbours elementwise, 2-3x faster than jax.image.resize's matrix products
+  on XLA's CPU backend and equal to them to float rounding; its gradient is jax.image.resize's."""
+  h, w = x.shape[1:3]
+  if height >= h and width >= w and height % h == 0 and width % w == 0 and (height, width) != (h, w):
+    return _upsample(x, height // h, width // w)
   return jax.image.resize(x, (x.shape[0], height, width, x.shape[-1]), "bilinear")
+
+
+def _upsample_axis(x, factor, axis):
+  """Output r of input pixel i sits at i + (r + 0.5) / factor - 0.5, between i and a neighbour
+  (the edge pixel held beyond the border)."""
+  n = x.shape[axis]
+  at = lambda start, stop: jax.lax.slice_in_dim(x, start, stop, axis=axis)
+  before = jnp.concatenate([at(0, 1), at(0, n - 1)], axis)
+  after = jnp.concatenate([at(1, n), at(n - 1, n)], axis)
+  pos = (np.arange(factor) + 0.5) / factor - 0.5
+  shape = [1] * (x.ndim + 1)
+  shape[axis + 1] = factor
+  weight = lambda v: np.asarray(v, np.float32).reshape(shape).astype(x.dtype)
+  grow = lambda v: jnp.expand_dims(v, axis + 1)
+  y = (grow(before) * weight(np.maximum(-pos, 0)) + grow(x) * weight(1 - np.abs(pos))
+       + grow(after) * weight(np.maximum(pos, 0)))
+  return y.reshape(*x.shape[:axis], n * factor, *x.shape[axis + 1:])
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))
+def _upsample(x, fh, fw):
+  return _upsample_axis(_upsample_axis(x, fh, 1), fw, 2)
+
+
+def _upsample_fwd(x, fh, fw):
+  return _upsample(x, fh, fw), None
+
+
+def _upsample_bwd(fh, fw, _, g):
+  n, height, width, c = g.shape
+  small = jnp.zeros((n, height // fh, width // fw, c), g.dtype)
+  return jax.vjp(lambda v: jax.image.resize(v, g.shape, "bilinear"), small)[1](g)
+
+
+_upsample.defvjp(_upsample_fwd, _upsample_bwd)

@@ -1,0 +1,39 @@
+"""The shared layers that replace slow XLA paths must compute what those paths compute."""
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from segjax.models.layers import DepthwiseConv, resize
+
+
+def test_whole_factor_upsampling_is_bilinear_with_half_pixel_centres():
+  # Output r of 4 from pixel i sits at i + (r + 0.5) / 4 - 0.5: 0 and 1 become these, by hand.
+  row = np.array([0, 0, 0.125, 0.375, 0.625, 0.875, 1, 1], np.float32)
+  x = jnp.asarray([[0.0, 1.0], [0.0, 1.0]])[None, :, :, None]
+  np.testing.assert_allclose(resize(x, 8, 8)[0, 0, :, 0], row, atol=1e-7)
+  np.testing.assert_allclose(resize(x.transpose(0, 2, 1, 3), 8, 8)[0, :, 0, 0], row, atol=1e-7)
+
+
+@pytest.mark.parametrize("shape, size", [((2, 4, 6, 3), (8, 24)), ((2, 5, 7, 2), (15, 7)), ((1, 1, 1, 4), (4, 4)),
+                                         ((2, 6, 4, 3), (3, 8)), ((1, 5, 5, 2), (7, 12))])
+def test_resize_and_its_gradient_are_jax_image_resize(shape, size):
+  x = jax.random.normal(jax.random.key(0), shape)
+  ref = lambda v: jax.image.resize(v, (shape[0], *size, shape[3]), "bilinear")
+  np.testing.assert_allclose(resize(x, *size), ref(x), atol=2e-6)
+  cotangent = jax.random.normal(jax.random.key(1), (shape[0], *size, shape[3]))
+  np.testing.assert_allclose(jax.vjp(lambda v: resize(v, *size), x)[1](cotangent)[0],
+                             jax.vjp(ref, x)[1](cotangent)[0], atol=2e-6)
+  assert resize(x.astype(jnp.bfloat16), *size).dtype == jnp.bfloat16
+
+
+@pytest.mark.parametrize("kernel", [3, 7])
+def test_depthwise_conv_is_a_grouped_convolution_with_nn_convs_weights(kernel):
+  x = jax.random.normal(jax.random.key(0), (2, 9, 6, 5))
+  ours = DepthwiseConv(kernel)
+  variables = ours.init(jax.random.key(1), x)
+  grouped = nn.Conv(5, (kernel, kernel), padding="SAME", feature_group_count=5, use_bias=False)
+  theirs = grouped.init(jax.random.key(1), x)
+  np.testing.assert_array_equal(variables["params"]["kernel"], theirs["params"]["kernel"])  # checkpoints load
+  np.testing.assert_allclose(ours.apply(variables, x), grouped.apply(variables, x), atol=2e-6)
