@@ -96,7 +96,7 @@ class DepthwiseConv(nn.Module):
   def __call__(self, x):
     k, (h, w, c) = self.kernel_size, x.shape[1:]
     kernel = self.param("kernel", nn.initializers.lecun_normal(), (k, k, 1, c), jnp.float32).astype(self.dtype)
-    x = jnp.pad(x.astype(self.dtype), ((0, 0), (k // 2, (k - 1) // 2), (k // 2, (k - 1) // 2), (0, 0)))
+    x = jnp.pad(x.astype(self.dtype), ((0, 0), ((k - 1) // 2, k // 2), ((k - 1) // 2, k // 2), (0, 0)))  # XLA's SAME
     return sum(x[:, i:i + h, j:j + w] * kernel[i, j, 0] for i in range(k) for j in range(k))
 
 
@@ -104,9 +104,10 @@ def resize(x, height, width):
   """Bilinear resize of an NHWC batch to (height, width): jax.image.resize's (half-pixel centres,
   antialiased when shrinking). Upsampling by whole factors (heads' outputs to the image) blends
   each pixel with its neighbours elementwise, 2-3x faster than jax.image.resize's matrix products
-  on XLA's CPU backend and equal to them to float rounding; its gradient is jax.image.resize's."""
+  on XLA's CPU backend and equal to them to float rounding; derivatives are jax.image.resize's."""
   h, w = x.shape[1:3]
-  if height >= h and width >= w and height % h == 0 and width % w == 0 and (height, width) != (h, w):
+  whole = h and w and height >= h and width >= w and height % h == 0 and width % w == 0
+  if whole and (height, width) != (h, w) and jnp.issubdtype(x.dtype, jnp.floating):
     return _upsample(x, height // h, width // w)
   return jax.image.resize(x, (x.shape[0], height, width, x.shape[-1]), "bilinear")
 
@@ -121,26 +122,22 @@ def _upsample_axis(x, factor, axis):
   pos = (np.arange(factor) + 0.5) / factor - 0.5
   shape = [1] * (x.ndim + 1)
   shape[axis + 1] = factor
-  weight = lambda v: np.asarray(v, np.float32).reshape(shape).astype(x.dtype)
+  weight = lambda v: np.asarray(v, np.float64).reshape(shape).astype(x.dtype)
   grow = lambda v: jnp.expand_dims(v, axis + 1)
   y = (grow(before) * weight(np.maximum(-pos, 0)) + grow(x) * weight(1 - np.abs(pos))
        + grow(after) * weight(np.maximum(pos, 0)))
   return y.reshape(*x.shape[:axis], n * factor, *x.shape[axis + 1:])
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2))
 def _upsample(x, fh, fw):
   return _upsample_axis(_upsample_axis(x, fh, 1), fw, 2)
 
 
-def _upsample_fwd(x, fh, fw):
-  return _upsample(x, fh, fw), None
-
-
-def _upsample_bwd(fh, fw, _, g):
-  n, height, width, c = g.shape
-  small = jnp.zeros((n, height // fh, width // fw, c), g.dtype)
-  return jax.vjp(lambda v: jax.image.resize(v, g.shape, "bilinear"), small)[1](g)
-
-
-_upsample.defvjp(_upsample_fwd, _upsample_bwd)
+@_upsample.defjvp
+def _upsample_jvp(fh, fw, primals, tangents):
+  """The same linear map by jax.image.resize, whose transpose (the gradient) is 3x faster than
+  the blends' own."""
+  (x,), (t,) = primals, tangents
+  n, h, w, c = x.shape
+  return _upsample(x, fh, fw), jax.image.resize(t, (n, h * fh, w * fw, c), "bilinear")

@@ -25,10 +25,20 @@ def test_resize_and_its_gradient_are_jax_image_resize(shape, size):
   cotangent = jax.random.normal(jax.random.key(1), (shape[0], *size, shape[3]))
   np.testing.assert_allclose(jax.vjp(lambda v: resize(v, *size), x)[1](cotangent)[0],
                              jax.vjp(ref, x)[1](cotangent)[0], atol=2e-6)
-  assert resize(x.astype(jnp.bfloat16), *size).dtype == jnp.bfloat16
+  tangent = jax.random.normal(jax.random.key(2), shape)
+  np.testing.assert_allclose(jax.jvp(lambda v: resize(v, *size), (x,), (tangent,))[1],
+                             jax.jvp(ref, (x,), (tangent,))[1], atol=2e-6)
+  half = x.astype(jnp.bfloat16)
+  np.testing.assert_allclose(resize(half, *size).astype(jnp.float32), ref(half).astype(jnp.float32), atol=0.05)
+  assert resize(half, *size).dtype == jnp.bfloat16
 
 
-@pytest.mark.parametrize("kernel", [3, 7])
+def test_resize_of_integers_is_jax_image_resize():
+  x = (jnp.arange(8, dtype=jnp.int32) * 10).reshape(1, 2, 4, 1)
+  np.testing.assert_allclose(resize(x, 4, 8), jax.image.resize(x, (1, 4, 8, 1), "bilinear"))
+
+
+@pytest.mark.parametrize("kernel", [2, 3, 4, 7])
 def test_depthwise_conv_is_a_grouped_convolution_with_nn_convs_weights(kernel):
   x = jax.random.normal(jax.random.key(0), (2, 9, 6, 5))
   ours = DepthwiseConv(kernel)
