@@ -191,7 +191,7 @@ def _inference(class_logits, mask_logits, *, thing_classes, label_divisor, objec
   owned = jnp.take_along_axis(masks, owner[..., None], -1)[..., 0]  # each pixel's probability in its owner
   claimed = keep[owner] & (owned >= 0.5)
   won = jnp.bincount(jnp.where(keep[owner], owner, q).ravel(), length=q + 1)[:q]
-  own = jnp.sum(masks >= 0.5, axis=(0, 1))
+  own = pixel_sum((masks >= 0.5).astype(jnp.float32).reshape(-1, q)).astype(jnp.int32)
   final = jnp.bincount(jnp.where(claimed, owner, q).ravel(), length=q + 1)[:q]
   segment = keep & (final > 0) & (own > 0) & (won >= overlap_threshold * own)
   on = claimed & segment[owner]
@@ -203,6 +203,16 @@ def _inference(class_logits, mask_logits, *, thing_classes, label_divisor, objec
   instances = {"instance_map": jnp.where(on & thing[owner], owner + 1, 0).astype(jnp.int32), "valid": valid,
                "classes": label, "scores": jnp.where(valid, score * inside, 0.0)}
   return {"semantic": semantic, "instances": instances, "panoptic": panoptic.astype(jnp.int32)}
+
+
+def pixel_sum(x):
+  """x (P, ...) summed over its first axis by adding halves: XLA's CPU backend runs jnp.sum over an
+  image's pixels 10x slower (a count per query at 256x256, 1.2 ms against 0.1). Counts stay exact
+  below 2**24."""
+  while x.shape[0] > 1:
+    half = x.shape[0] // 2
+    x = jnp.concatenate([x[:half] + x[half:2 * half], x[2 * half:]])
+  return x[0]
 
 
 def segment_targets(semantic, instance, thing_classes, ignore_label, max_segments):

@@ -12,7 +12,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from segjax.models.layers import layer_norm, standardise
+from segjax.models.layers import gelu, layer_norm, standardise
 
 _INIT = nn.initializers.truncated_normal(0.02)
 
@@ -29,7 +29,7 @@ class Block(nn.Module):
                 kernel_init=_INIT, dtype=self.dtype, name="dwconv")(x)
     y = layer_norm(self.dtype, "norm")(y)
     y = nn.Dense(4 * self.dim, kernel_init=_INIT, dtype=self.dtype, name="fc1")(y)
-    y = nn.gelu(y, approximate=False)  # PyTorch's nn.GELU; Flax's default is the tanh approximation
+    y = gelu(y)  # PyTorch's nn.GELU; Flax's default is the tanh approximation
     y = nn.Dense(self.dim, kernel_init=_INIT, dtype=self.dtype, name="fc2")(y)
     gamma = self.param("gamma", nn.initializers.constant(1e-6), (self.dim,), jnp.float32)
     y = y * gamma.astype(y.dtype)

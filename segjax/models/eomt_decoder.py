@@ -21,7 +21,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from segjax.models.layers import DepthwiseConv, resize
+from segjax.models.layers import DepthwiseConv, gelu, resize
 
 
 class Upscale(nn.Module):
@@ -36,7 +36,7 @@ class Upscale(nn.Module):
     y = nn.DenseGeneral((2, 2, self.dim), use_bias=False, dtype=self.dtype, name="deconv")(x)  # (n, h, w, 2, 2, d)
     y = y + self.param("deconv_bias", nn.initializers.zeros, (self.dim,)).astype(y.dtype)
     y = y.transpose(0, 1, 3, 2, 4, 5).reshape(n, 2 * h, 2 * w, self.dim)
-    y = nn.gelu(y, approximate=False)
+    y = gelu(y)
     y = DepthwiseConv(3, self.dtype, name="dwconv")(y)
     return nn.LayerNorm(1e-6, use_fast_variance=False, dtype=self.dtype, name="norm")(y)
 
@@ -54,8 +54,8 @@ class Predictor(nn.Module):
     n, _, d = x.shape
     queries = x[:, :self.num_queries]
     class_logits = nn.Dense(self.num_classes + 1, dtype=self.dtype, name="classes")(queries)
-    e = nn.gelu(nn.Dense(d, dtype=self.dtype, name="mask_fc1")(queries), approximate=False)
-    e = nn.gelu(nn.Dense(d, dtype=self.dtype, name="mask_fc2")(e), approximate=False)
+    e = gelu(nn.Dense(d, dtype=self.dtype, name="mask_fc1")(queries))
+    e = gelu(nn.Dense(d, dtype=self.dtype, name="mask_fc2")(e))
     e = nn.Dense(d, dtype=self.dtype, name="mask_fc3")(e)
     pixels = x[:, -grid[0] * grid[1]:].reshape(n, *grid, d)
     for i in range(self.upscale):

@@ -18,6 +18,13 @@ def standardise(images, dtype):
   return ((images - _MEAN) / _STD).astype(dtype)
 
 
+def gelu(x):
+  """Exact GELU, jax.nn.gelu(approximate=False) to the bit, with its 1/2 moved onto the erfc: XLA's
+  CPU backend fuses (x / 2) into the convolution that follows and builds the 1/2 as an array of
+  x's size first (0.2-0.4 ms an image in EoMT's stem)."""
+  return x * (0.5 * jax.lax.erfc(x * np.asarray(-np.sqrt(0.5), x.dtype)))
+
+
 def conv_padding(padding, kernel, dilation=1):
   """Flax padding for a convolution or pooling window.
 

@@ -25,6 +25,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from segjax.models.layers import gelu
+
 IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 HALF = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))  # timm's augreg ViTs and SigLIP
 
@@ -90,7 +92,9 @@ class Attention(nn.Module):
     q, k, v = q[:, :, 0], k[:, :, 0], v[:, :, 0]
     if rope is not None:
       q, k = _rotate(q, *rope), _rotate(k, *rope)
-    out = jax.nn.dot_product_attention(q, k, v, mask=mask)
+    # q scaled here, not the scores: XLA's CPU backend builds the scale as a (N, heads, T, T) array.
+    q = q * jnp.asarray(q.shape[-1] ** -0.5, q.dtype)
+    out = jax.nn.dot_product_attention(q, k, v, mask=mask, scale=1.0)
     return nn.Dense(self.dim, kernel_init=_INIT, dtype=self.dtype, name="proj")(out.reshape(n, t, self.dim))
 
 
@@ -110,7 +114,7 @@ class Mlp(nn.Module):
       gate, value = jnp.split(y, 2, axis=-1)
       y = nn.silu(gate) * value
     else:
-      y = nn.gelu(y, approximate=self.tanh_gelu)  # exact: PyTorch's nn.GELU
+      y = nn.gelu(y, approximate=True) if self.tanh_gelu else gelu(y)  # exact: PyTorch's nn.GELU
     return nn.Dense(self.dim, kernel_init=_INIT, dtype=self.dtype, name="fc2")(y)
 
 
@@ -157,10 +161,10 @@ class StemStage(nn.Module):
       x = nn.Conv(self.width, (3, 3), stride, padding=((1, 1), (1, 1)), dtype=self.dtype, name=f"{name}_conv")(x)
       return nn.LayerNorm(1e-6, use_fast_variance=False, dtype=self.dtype, name=f"{name}_norm")(x)
 
-    x = nn.gelu(conv_norm(x, 2, "down"), approximate=False)
+    x = gelu(conv_norm(x, 2, "down"))
     for i in range(self.blocks):
-      y = nn.gelu(conv_norm(x, 1, f"unit{i + 1}a"), approximate=False)
-      x = nn.gelu(x + conv_norm(y, 1, f"unit{i + 1}b"), approximate=False)
+      y = gelu(conv_norm(x, 1, f"unit{i + 1}a"))
+      x = gelu(x + conv_norm(y, 1, f"unit{i + 1}b"))
     return x
 
 

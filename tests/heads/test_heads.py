@@ -162,6 +162,13 @@ def _perfect(segments, classes, valid, order, num_classes, num_queries):
   return jnp.asarray(class_logits), jnp.asarray(mask_logits)
 
 
+@pytest.mark.parametrize("pixels", [1, 2, 7, 4099])
+def test_pixel_sum_counts_every_pixel(pixels):
+  x = (jax.random.uniform(jax.random.key(pixels), (pixels, 3)) > 0.5).astype(jnp.float32)
+  assert np.asarray(x).sum() > 0 or pixels < 3
+  np.testing.assert_array_equal(jax.jit(mask_former.pixel_sum)(x), np.asarray(x).sum(0))
+
+
 def test_mask_former_losses_find_the_matching_and_grow_when_it_is_spoiled():
   cfg = tiny_config("/nonexistent", "mask_former")
   cfg.loss.num_points = 256

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from segjax.models.layers import DepthwiseConv, resize
+from segjax.models.layers import DepthwiseConv, gelu, resize
 
 
 def test_whole_factor_upsampling_is_bilinear_with_half_pixel_centres():
@@ -47,3 +47,13 @@ def test_depthwise_conv_is_a_grouped_convolution_with_nn_convs_weights(kernel):
   theirs = grouped.init(jax.random.key(1), x)
   np.testing.assert_array_equal(variables["params"]["kernel"], theirs["params"]["kernel"])  # checkpoints load
   np.testing.assert_allclose(ours.apply(variables, x), grouped.apply(variables, x), atol=2e-6)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_gelu_is_jax_exact_gelu_to_the_bit(dtype):
+  x = jnp.concatenate([jnp.linspace(-12, 12, 4001), jnp.array([0.0, -0.0, 1e-30, -1e-30, 40.0, -40.0])]).astype(dtype)
+  np.testing.assert_array_equal(gelu(x), jax.nn.gelu(x, approximate=False))
+  np.testing.assert_array_equal(jax.jit(gelu)(x), jax.jit(lambda v: jax.nn.gelu(v, approximate=False))(x))
+  np.testing.assert_allclose(jax.vmap(jax.grad(gelu))(x.astype(jnp.float32)),
+                             jax.vmap(jax.grad(lambda v: jax.nn.gelu(v, approximate=False)))(x.astype(jnp.float32)),
+                             rtol=1e-6, atol=1e-7)
