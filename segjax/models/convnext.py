@@ -29,7 +29,7 @@ class Block(nn.Module):
                 kernel_init=_INIT, dtype=self.dtype, name="dwconv")(x)
     y = layer_norm(self.dtype, "norm")(y)
     y = nn.Dense(4 * self.dim, kernel_init=_INIT, dtype=self.dtype, name="fc1")(y)
-    y = gelu(y)  # PyTorch's nn.GELU; Flax's default is the tanh approximation
+    y = gelu(y)  # exact, PyTorch's nn.GELU (Flax's nn.gelu defaults to the tanh approximation)
     y = nn.Dense(self.dim, kernel_init=_INIT, dtype=self.dtype, name="fc2")(y)
     gamma = self.param("gamma", nn.initializers.constant(1e-6), (self.dim,), jnp.float32)
     y = y * gamma.astype(y.dtype)

@@ -1,4 +1,5 @@
-"""Conv + BatchNorm + ReLU, input standardisation and resizing, shared by backbones and heads."""
+"""Conv + BatchNorm + ReLU, exact GELU, depthwise convolution, input standardisation and resizing,
+shared by backbones and heads."""
 import functools
 from typing import Any
 
