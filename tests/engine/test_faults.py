@@ -126,6 +126,28 @@ def _checkpoints(workdir):
           any("orbax-checkpoint-tmp" in s for s in names))
 
 
+def _stopped(proc):
+  with open(f"/proc/{proc.pid}/stat") as f:
+    return f.read().rsplit(")", 1)[1].split()[0] == "T"
+
+
+def _stop_in_a_save(proc, workdir, after, patience=2.0):
+  """Stops the run (SIGSTOP) in a save that follows step `after`'s and says True, so that a read
+  overlaps a save whatever this machine's speed; False if it saw none within `patience` seconds."""
+  end = time.monotonic() + patience
+  while proc.poll() is None and time.monotonic() < end:
+    newest, saving = _checkpoints(workdir)
+    if saving and newest > after:
+      proc.send_signal(signal.SIGSTOP)
+      while not _stopped(proc):
+        time.sleep(0.001)
+      if _checkpoints(workdir) == (newest, True):
+        return True
+      proc.send_signal(signal.SIGCONT)  # it finished that save before it stopped
+    time.sleep(0.002)
+  return False
+
+
 @pytest.mark.slow
 def test_predict_eval_only_and_export_read_a_run_while_it_saves_and_it_finishes_undisturbed(
     config_file, straight, data_dir, tmp_path):
@@ -152,6 +174,7 @@ def test_predict_eval_only_and_export_read_a_run_while_it_saves_and_it_finishes_
   for kind in ("predict", "eval_only", "export"):  # compiled beforehand, so that reads are quick
     read(kind, "_warm", reference)
   reads = []  # (reader, newest complete step before, the step it read, newest after, a save overlapped)
+  stopped_in = []  # the newest complete step of each save a read stopped the run in
   with open(log_path, "a") as log:
     # A save and an eval at every step: many saves while readers read. Neither changes what it
     # trains (the batches are a function of the step).
@@ -163,19 +186,28 @@ def test_predict_eval_only_and_export_read_a_run_while_it_saves_and_it_finishes_
         if before is None:
           time.sleep(0.05)
           continue
+        stopped = len(stopped_in) < 12 and _stop_in_a_save(proc, workdir, max(stopped_in, default=-1))
+        if stopped:
+          before, saving = _checkpoints(workdir)
         kind = ("predict", "eval_only", "export")[len(reads) % 3]
         step = read(kind, len(reads))
         after, still_saving = _checkpoints(workdir)
+        if stopped:
+          assert still_saving, "a reader removed the save in flight"
+          stopped_in.append(before)
+          proc.send_signal(signal.SIGCONT)
         reads.append((kind, before, step, after, saving or still_saving or after > before))
     finally:
       if proc.poll() is None:  # a reader failed
+        proc.send_signal(signal.SIGCONT)
         proc.kill()
     code = proc.wait()
   print("reads (reader, newest complete before, read, newest after, a save overlapped):", *reads, sep="\n  ")
   assert code == 0, open(log_path).read()[-3000:]
   for kind, before, step, after, _ in reads:  # the newest complete step when it looked
     assert before <= step <= after, (kind, before, step, after)
-  assert sum(overlapped for *_, overlapped in reads) >= 10
+  print("reads stopped the run in the saves after steps", stopped_in)
+  assert len(stopped_in) >= 10, "too few reads caught the run in a save"
   step, ours = variables(workdir, data_dir)
   ref_step, theirs = variables(reference, data_dir)
   assert step == ref_step == 2 * TOTAL
