@@ -27,7 +27,7 @@ from ml_collections import config_flags
 
 from segjax import config as config_lib
 from segjax import heads
-from segjax.engine import inference, parallel, train
+from segjax.engine import host_memory, inference, parallel, train
 from segjax.engine.scoring_benchmark import run_scoring
 from segjax.errors import UserError
 
@@ -181,6 +181,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
   config = _CONFIG.value
+  host_memory.reuse_freed_memory(jax.default_backend())
   try:
     (run_input if _INPUT.value else run_scoring if _SCORING.value else run)(config)
   except UserError as e:

@@ -27,7 +27,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageOps, UnidentifiedImageError
 
 from segjax import logs, visualize
-from segjax.engine import compilation, inference, trained_run
+from segjax.engine import compilation, host_memory, inference, trained_run
 from segjax.errors import UserError
 from segjax.evaluation.coco import encode_mask
 
@@ -174,6 +174,7 @@ def main(argv):
   logs.for_reading()
   f = flags.FLAGS
   compilation.enable(f.compilation_cache)
+  host_memory.reuse_freed_memory(jax.default_backend())
   try:
     step, written, problems = predict_files(f.workdir, f.images, f.out)
   except UserError as e:

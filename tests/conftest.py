@@ -16,6 +16,9 @@ os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="segjax_tests_
 atexit.register(shutil.rmtree, os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
 os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0.2"
 
+from segjax.engine import host_memory  # pylint: disable=g-import-not-at-top,wrong-import-position
+host_memory.reuse_freed_memory("cpu")  # as segjax's programs run on the CPU backend
+
 import pytest  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from tiny_configs import tiny_config, tiny_panoptic_config  # pylint: disable=g-import-not-at-top,wrong-import-position,unused-import
