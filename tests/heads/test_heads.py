@@ -149,6 +149,28 @@ def test_mask_former_inference_resolves_overlaps_thresholds_and_merges_stuff():
   assert out["semantic"][0, 0] == 0 and out["semantic"][3, 6] == 1
 
 
+def test_mask_former_scores_an_instance_by_its_whole_mask_as_mask2former_does():
+  """Class score times the mask's mean probability where it is on, over all of its pixels, those
+  another query won included (Mask2Former's instance_inference), not over its segment alone; on
+  every 4th pixel, which regions of 4-pixel bands leave exact."""
+  rows = np.mgrid[:16, :16][0]
+  logit_a = np.where(rows < 8, 3.0, -10.0)  # query 0: rows 0-7
+  logit_b = np.select([rows >= 8, rows >= 4], [1.0, 0.5], -10.0)  # query 1: rows 4-15; 4-7 go to query 0
+  logit_c = np.where((rows == 13) & (np.mgrid[:16, :16][1] == 0), 2.0, -10.0)  # one pixel, off the grid
+  class_logits = np.log(np.array([[0.01, 0.99, 0.0, 0.0], [0.01, 0.0, 0.95, 0.04], [0.01, 0.0, 0.98, 0.01]])
+                        + 1e-12)
+  out = jax.device_get(jax.jit(functools.partial(
+      mask_former._inference, thing_classes=(1, 2), label_divisor=1000, object_threshold=0.5,
+      overlap_threshold=0.5))(jnp.asarray(class_logits, jnp.float32),
+                              jnp.asarray(np.stack([logit_a, logit_b, logit_c], -1), jnp.float32)))
+  want_map = np.where(rows < 8, 1, 2)
+  want_map[13, 0] = 3
+  np.testing.assert_array_equal(out["instances"]["instance_map"], want_map)
+  sigmoid = lambda x: 1 / (1 + np.exp(-x))
+  want = [0.99 * sigmoid(3.0), 0.95 * (8 * sigmoid(1.0) + 4 * sigmoid(0.5)) / 12, 0.98 * 0.5]
+  np.testing.assert_allclose(out["instances"]["scores"], want, rtol=1e-5)
+
+
 def _perfect(segments, classes, valid, order, num_classes, num_queries):
   """Class and mask logits of queries that predict the targets exactly, target j by query order[j]."""
   h, w = segments.shape
