@@ -1,4 +1,4 @@
-"""Conv + BatchNorm + ReLU, exact GELU, depthwise convolution, input standardisation and resizing,
+"""Conv + BatchNorm + ReLU, exact GELU, attention, depthwise convolution, input standardisation and resizing,
 shared by backbones and heads."""
 import functools
 from typing import Any
@@ -24,6 +24,19 @@ def gelu(x):
   CPU backend fuses (x / 2) into the convolution that follows and builds the 1/2 as an array of
   x's size first (0.2-0.4 ms an image in EoMT's stem)."""
   return x * (0.5 * jax.lax.erfc(x * np.asarray(-np.sqrt(0.5), x.dtype)))
+
+
+def attention(q, k, v, mask=None):
+  """jax.nn.dot_product_attention (q already scaled) with the softmax's division moved after the
+  sum over keys: it then divides (T, D) outputs instead of (T, S) probabilities, which on XLA's CPU
+  backend takes a ViT block's attention from 0.55 to 0.42 ms an image. q, k, v (N, T|S, heads, d);
+  `mask` (N, 1, T, S) True where a query may attend. Logits and sums in float32, as jax's."""
+  logits = jnp.einsum("nthd,nshd->nhts", q, k, preferred_element_type=jnp.float32)
+  if mask is not None:
+    logits = jnp.where(mask, logits, jnp.finfo(jnp.float32).min)
+  weights = jnp.exp(logits - jax.lax.stop_gradient(logits.max(-1, keepdims=True)))
+  out = jnp.einsum("nhts,nshd->nthd", weights.astype(v.dtype), v, preferred_element_type=jnp.float32)
+  return (out / jnp.moveaxis(weights.sum(-1), 1, 2)[..., None]).astype(v.dtype)
 
 
 def conv_padding(padding, kernel, dilation=1):

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from segjax.models.layers import ConvBN, resize
+from segjax.models.layers import ConvBN, attention, resize
 
 
 def sine_positions(height, width, dim):
@@ -85,7 +85,8 @@ class Attention(nn.Module):
   def __call__(self, q, k, v, mask=None):
     project = lambda x, name: nn.DenseGeneral((self.heads, self.hidden // self.heads), dtype=self.dtype,
                                               name=name)(x)
-    out = jax.nn.dot_product_attention(project(q, "query"), project(k, "key"), project(v, "value"), mask=mask)
+    d = self.hidden // self.heads
+    out = attention(project(q, "query") * jnp.asarray(d**-0.5, self.dtype), project(k, "key"), project(v, "value"), mask)
     return nn.DenseGeneral(self.hidden, axis=(-2, -1), dtype=self.dtype, name="out")(out)
 
 

@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from segjax.models.layers import gelu
+from segjax.models.layers import attention, gelu
 
 IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 HALF = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))  # timm's augreg ViTs and SigLIP
@@ -94,7 +94,7 @@ class Attention(nn.Module):
       q, k = _rotate(q, *rope), _rotate(k, *rope)
     # q scaled here, not the scores: XLA's CPU backend builds the scale as a (N, heads, T, T) array.
     q = q * jnp.asarray(q.shape[-1] ** -0.5, q.dtype)
-    out = jax.nn.dot_product_attention(q, k, v, mask=mask, scale=1.0)
+    out = attention(q, k, v, mask)
     return nn.Dense(self.dim, kernel_init=_INIT, dtype=self.dtype, name="proj")(out.reshape(n, t, self.dim))
 
 

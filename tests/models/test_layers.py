@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from segjax.models.layers import DepthwiseConv, gelu, resize
+from segjax.models.layers import DepthwiseConv, attention, gelu, resize
 
 
 def test_whole_factor_upsampling_is_bilinear_with_half_pixel_centres():
@@ -57,3 +57,20 @@ def test_gelu_is_jax_exact_gelu_to_the_bit(dtype):
   np.testing.assert_allclose(jax.vmap(jax.grad(gelu))(x.astype(jnp.float32)),
                              jax.vmap(jax.grad(lambda v: jax.nn.gelu(v, approximate=False)))(x.astype(jnp.float32)),
                              rtol=1e-6, atol=1e-7)
+
+
+def test_attention_and_its_gradient_are_jax_dot_product_attention():
+  q, k, v = (jax.random.normal(jax.random.key(i), shape) for i, shape in
+             enumerate([(2, 5, 3, 4), (2, 7, 3, 4), (2, 7, 3, 4)]))
+  mask = jax.random.bernoulli(jax.random.key(3), 0.6, (2, 1, 5, 7)).at[1, 0, 2].set(False)  # a row sees nothing
+  for m in (None, mask):
+    ref = lambda q, k, v: jax.nn.dot_product_attention(q, k, v, mask=m, scale=1.0)
+    np.testing.assert_allclose(attention(q, k, v, m), ref(q, k, v), atol=1e-6)
+    cotangent = jax.random.normal(jax.random.key(4), q.shape)
+    for got, want in zip(jax.vjp(lambda *a: attention(*a, m), q, k, v)[1](cotangent),
+                         jax.vjp(ref, q, k, v)[1](cotangent)):
+      np.testing.assert_allclose(got, want, atol=1e-5)
+  half = [a.astype(jnp.bfloat16) for a in (q, k, v)]
+  assert attention(*half, mask).dtype == jnp.bfloat16
+  np.testing.assert_allclose(attention(*half, mask).astype(jnp.float32),
+                             jax.nn.dot_product_attention(*half, mask=mask, scale=1.0).astype(jnp.float32), atol=0.03)
