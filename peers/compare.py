@@ -36,17 +36,18 @@ def _lines(args, env=None):
   return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
 
 
-def compare(model, batch, size, dtype, peer_python, compile_peer=False, steps=20, warmup=5,
-            modes=("train", "infer")):
+def compare(model, batch, size, dtype, peer_python, compile_peer=False, steps=10, warmup=5,
+            modes=("train", "infer"), rounds=3):
   config, classes = PAIRS[model]
   env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))
   ours = _lines([sys.executable, "-m", "segjax.benchmark", f"--config={config}", f"--config.batch_size={batch}",
                  f"--config.benchmark.image_size={size}", f"--config.model.dtype={dtype}",
                  f"--config.benchmark.steps={steps}", f"--config.benchmark.warmup_steps={warmup}",
+                 f"--config.benchmark.rounds={rounds}",
                  f"--config.benchmark.modes={tuple(modes)!r}"], env)
   peer = [sys.executable if peer_python is None else peer_python, os.path.join(ROOT, "peers", "peer.py"),
           f"--model={model}", f"--batch={batch}", f"--size={size}", f"--dtype={dtype}", f"--classes={classes}",
-          f"--steps={steps}", f"--warmup={warmup}", f"--modes={','.join(modes)}"]
+          f"--steps={steps}", f"--warmup={warmup}", f"--rounds={rounds}", f"--modes={','.join(modes)}"]
   theirs = _lines(peer) + (_lines(peer + ["--compile"]) if compile_peer else [])
   records = ours + theirs
   for record in records:
@@ -68,13 +69,15 @@ def main():
   p.add_argument("--batch", type=int, default=16)
   p.add_argument("--size", type=int, default=512)
   p.add_argument("--dtype", choices=("bfloat16", "float32"), default="bfloat16")
-  p.add_argument("--steps", type=int, default=20)
+  p.add_argument("--steps", type=int, default=10, help="steps a round; each side reports its fastest round")
+  p.add_argument("--rounds", type=int, default=3)
   p.add_argument("--warmup", type=int, default=5)
   p.add_argument("--modes", default="train,infer")
   p.add_argument("--compile", action="store_true", help="also time the peer under torch.compile")
   p.add_argument("--peer_python", default=os.environ.get("SEGJAX_PEER_PYTHON"))
   a = p.parse_args()
-  compare(a.model, a.batch, a.size, a.dtype, a.peer_python, a.compile, a.steps, a.warmup, tuple(a.modes.split(",")))
+  compare(a.model, a.batch, a.size, a.dtype, a.peer_python, a.compile, a.steps, a.warmup, tuple(a.modes.split(",")),
+          a.rounds)
 
 
 if __name__ == "__main__":

@@ -65,19 +65,23 @@ def _sync(device):
     torch.cuda.synchronize()
 
 
-def _time(step, device, warmup, steps):
+def _time(step, device, warmup, steps, rounds):
+  """Each round's seconds per step, as segjax.benchmark times them (it reports the fastest round)."""
   for _ in range(warmup):
     step()
   _sync(device)
-  start = time.perf_counter()
-  for _ in range(steps):
-    step()
-  _sync(device)
-  return (time.perf_counter() - start) / steps
+  times = []
+  for _ in range(rounds):
+    start = time.perf_counter()
+    for _ in range(steps):
+      step()
+    _sync(device)
+    times.append((time.perf_counter() - start) / steps)
+  return times
 
 
-def run(name, batch, size, dtype, device, compile_model=False, num_classes=21, steps=20, warmup=5,
-        modes=("train", "infer")):
+def run(name, batch, size, dtype, device, compile_model=False, num_classes=21, steps=10, warmup=5,
+        modes=("train", "infer"), rounds=3):
   """Prints and returns one record per mode."""
   device = torch.device(device)
   model, loss_of = build(name, num_classes, size)
@@ -93,9 +97,11 @@ def run(name, batch, size, dtype, device, compile_model=False, num_classes=21, s
             "compile": compile_model, "torch": torch.__version__}
   records = []
 
-  def report(mode, seconds, flops):
+  def report(mode, rounds, flops):
+    seconds = min(rounds)
     peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
     record = dict(common, mode=mode, step_ms=round(seconds * 1e3, 2), images_per_s=round(batch / seconds, 1),
+                  round_ms=[round(t * 1e3, 2) for t in rounds],
                   peak_mem_gib=None if peak is None else round(peak, 3), planned_mem_gib=None,
                   flops_per_image=int(flops / batch) if flops else None,
                   achieved_tflops=round(flops / seconds / 1e12, 3) if flops else None)
@@ -122,7 +128,7 @@ def run(name, batch, size, dtype, device, compile_model=False, num_classes=21, s
       if training:
         out.backward()
     opt.zero_grad(set_to_none=True)
-    report(mode, _time(step, device, warmup, steps), counter.get_total_flops())
+    report(mode, _time(step, device, warmup, steps, rounds), counter.get_total_flops())
   return records
 
 
@@ -134,7 +140,8 @@ def main():
   p.add_argument("--dtype", choices=("bfloat16", "float32"), default="bfloat16")
   p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
   p.add_argument("--classes", type=int, default=21)
-  p.add_argument("--steps", type=int, default=20)
+  p.add_argument("--steps", type=int, default=10, help="steps a round")
+  p.add_argument("--rounds", type=int, default=3, help="rounds; the fastest is reported")
   p.add_argument("--warmup", type=int, default=5)
   p.add_argument("--modes", default="train,infer")
   p.add_argument("--compile", action="store_true", help="torch.compile the model")
@@ -142,7 +149,8 @@ def main():
   if a.device.startswith("cuda"):
     torch.backends.cudnn.benchmark = True
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-  run(a.model, a.batch, a.size, a.dtype, a.device, a.compile, a.classes, a.steps, a.warmup, tuple(a.modes.split(",")))
+  run(a.model, a.batch, a.size, a.dtype, a.device, a.compile, a.classes, a.steps, a.warmup, tuple(a.modes.split(",")),
+      a.rounds)
 
 
 if __name__ == "__main__":

@@ -69,16 +69,22 @@ def _peak_bytes():
   return stats.get("peak_bytes_in_use") if stats else None
 
 
-def _time(step, carry, args, warmup, steps):
-  """Seconds per call after `warmup` calls; `carry` is threaded through, the rest held fixed."""
+def _time(step, carry, args, warmup, steps, rounds):
+  """(each round's seconds per call, carry): `rounds` rounds of `steps` calls after `warmup` calls;
+  `carry` is threaded through, the rest held fixed. The fastest round is reported, as timeit advises:
+  a slower one timed the machine's other work too (one round's mean moved 15-20% between minutes on
+  a 2-core VM)."""
   for _ in range(warmup):
     carry = step(carry, *args)
   jax.block_until_ready(carry)
-  start = time.perf_counter()
-  for _ in range(steps):
-    carry = step(carry, *args)
-  jax.block_until_ready(carry)
-  return (time.perf_counter() - start) / steps, carry
+  times = []
+  for _ in range(rounds):
+    start = time.perf_counter()
+    for _ in range(steps):
+      carry = step(carry, *args)
+    jax.block_until_ready(carry)
+    times.append((time.perf_counter() - start) / steps)
+  return times, carry
 
 
 def _gib(num_bytes):
@@ -121,8 +127,10 @@ def run(config, devices=None):
             "jax": jax.__version__}
   records = []
 
-  def report(mode, seconds, flops, planned):
+  def report(mode, rounds, flops, planned):
+    seconds = min(rounds)
     record = dict(common, mode=mode, step_ms=round(seconds * 1e3, 2), images_per_s=round(n / seconds, 1),
+                  round_ms=[round(t * 1e3, 2) for t in rounds],
                   peak_mem_gib=_gib(_peak_bytes()), planned_mem_gib=_gib(planned),
                   flops_per_image=int(flops / n) if flops else None,
                   achieved_tflops=round(flops / seconds / 1e12, 3) if flops else None)
@@ -133,8 +141,8 @@ def run(config, devices=None):
     compiled = train_fn.lower(state, batch).compile()
     flops, planned = _cost(compiled)
     step = lambda s, b: compiled(s, b)[0]  # the state is donated: thread it through
-    seconds, state = _time(step, state, (batch,), bench.warmup_steps, bench.steps)
-    report("train", seconds, flops, planned)
+    rounds, state = _time(step, state, (batch,), bench.warmup_steps, bench.steps, bench.rounds)
+    report("train", rounds, flops, planned)
 
   if "infer" in bench.modes:
     # What a deployed model runs: the forward pass and its post-processing, under config.eval.
@@ -144,8 +152,8 @@ def run(config, devices=None):
     compiled = infer.lower(variables, batch["image"]).compile()
     flops, planned = _cost(compiled)
     step = lambda _, v, images: compiled(v, images)
-    seconds, _ = _time(step, None, (variables, batch["image"]), bench.warmup_steps, bench.steps)
-    report("infer", seconds, flops, planned)
+    rounds, _ = _time(step, None, (variables, batch["image"]), bench.warmup_steps, bench.steps, bench.rounds)
+    report("infer", rounds, flops, planned)
   return records
 
 

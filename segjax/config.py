@@ -109,7 +109,8 @@ def own_keys():
   c.benchmark = ml_collections.ConfigDict(dict(  # python -m segjax.benchmark only
       image_size=512,
       warmup_steps=10,
-      steps=30,
+      steps=10,  # a round; step_ms is the fastest round's
+      rounds=3,
       modes=("train", "infer"),
   ))
   c.batch_size = 16
@@ -243,6 +244,7 @@ _RULES = {
     "mesh.fsdp": checks.AT_LEAST_1,
     "benchmark.image_size": checks.AT_LEAST_1,
     "benchmark.warmup_steps": checks.ints_from(0),
+    "benchmark.rounds": checks.AT_LEAST_1,
     "benchmark.steps": checks.AT_LEAST_1,
     "benchmark.modes": (lambda v: isinstance(v, (tuple, list)) and v and set(v) <= {"train", "infer"},
                         "give a tuple of train and/or infer"),

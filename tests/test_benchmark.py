@@ -41,6 +41,7 @@ def test_benchmark_runs_on_cpu_without_tensorflow_and_prints_json():
   for r in records:
     assert r["batch"] == 8 and r["size"] == 64 and r["devices"] == 1
     assert r["step_ms"] > 0 and r["images_per_s"] == pytest.approx(8 / r["step_ms"] * 1e3, rel=0.01)
+    assert len(r["round_ms"]) == 3 and r["step_ms"] == min(r["round_ms"])  # the fastest of 3 rounds
     assert r["flops_per_image"] > 0 and r["planned_mem_gib"] > 0
     assert r["achieved_tflops"] == pytest.approx(
         r["flops_per_image"] * 8 / (r["step_ms"] / 1e3) / 1e12, rel=0.02, abs=2e-3)
