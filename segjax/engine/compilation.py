@@ -9,6 +9,7 @@ the devices and the jax and jaxlib versions, so a stale entry is never used.
 import os
 
 ENV = "SEGJAX_COMPILATION_CACHE"
+LOADED = "/segjax/programs/loaded"  # the event segjax.engine.programs records for each program it loads
 OFF = ("off", "none", "")
 
 
@@ -29,8 +30,10 @@ def enable(path=None):
   import jax  # pylint: disable=g-import-not-at-top  (segjax.main defines the flag before JAX starts)
   if path is None:
     path = os.environ.get(ENV, os.environ.get("JAX_COMPILATION_CACHE_DIR") or default_dir())
+  from segjax.engine import programs  # pylint: disable=g-import-not-at-top
   if path.strip().lower() in OFF:
     jax.config.update("jax_enable_compilation_cache", False)
+    programs.use(None)
     return None
   jax.config.update("jax_enable_compilation_cache", True)
   jax.config.update("jax_compilation_cache_dir", os.path.abspath(os.path.expanduser(path)))
@@ -38,6 +41,7 @@ def enable(path=None):
     # Every executable, however quick to compile (JAX's default keeps those over 1 s): a small step
     # on a CPU compiles in about a second, and a start compiles many.
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+  programs.use(jax.config.jax_compilation_cache_dir)
   return jax.config.jax_compilation_cache_dir
 
 
@@ -47,7 +51,7 @@ class Counter:
 
   def __init__(self):
     import jax  # pylint: disable=g-import-not-at-top
-    self.requests = self.hits = 0
+    self.requests = self.hits = self.loaded = 0
     jax.monitoring.register_event_listener(self._event)
     self._listening = True
 
@@ -56,6 +60,8 @@ class Counter:
       self.requests += 1
     elif event == "/jax/compilation_cache/cache_hits":
       self.hits += 1
+    elif event == LOADED:
+      self.loaded += 1
 
   def close(self):
     """Stops counting; again is a no-op."""
@@ -65,9 +71,9 @@ class Counter:
       self._listening = False
 
   def describe(self):
-    """E.g. "2 of 2 compilations from the persistent cache in DIR"."""
+    """E.g. "2 programs loaded without tracing, 2 of 2 compilations from the persistent cache in DIR"."""
     import jax  # pylint: disable=g-import-not-at-top
     if not jax.config.jax_enable_compilation_cache or not jax.config.jax_compilation_cache_dir:
       return "the persistent compilation cache is off"
-    return (f"{self.hits} of {self.requests} compilations from the persistent cache in "
-            f"{jax.config.jax_compilation_cache_dir}")
+    return (f"{self.loaded} programs loaded without tracing, {self.hits} of {self.requests} compilations "
+            f"from the persistent cache in {jax.config.jax_compilation_cache_dir}")

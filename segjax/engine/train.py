@@ -20,7 +20,7 @@ import optax
 
 from segjax import config as config_lib
 from segjax import heads
-from segjax.engine import compilation, inference, metrics_writer, optimizer, parallel, preemption
+from segjax.engine import compilation, inference, metrics_writer, optimizer, parallel, preemption, programs
 from segjax.engine.checkpoint import Checkpointer
 from segjax.engine.curves import plot_curves
 from segjax.engine.evaluator import evaluate
@@ -98,17 +98,19 @@ def scored(result, batch, config):
                                                   ds.num_classes, ds.ignore_label)}
 
 
-def compile_steps(model, tx, schedule, config, mesh, state_shardings):
-  """The jitted train and eval steps: state as `state_shardings`, batch split over the mesh."""
+def compile_steps(model, tx, schedule, config, mesh, state_shardings, context):
+  """The jitted train and eval steps: state as `state_shardings`, batch split over the mesh; found
+  on disk without tracing where stored under `context`, what else they depend on (programs.py)."""
   rep, split = parallel.replicated(mesh), parallel.batch_sharding(mesh)
-  train = jax.jit(
+  train = lambda: jax.jit(
       functools.partial(train_step, model=model, tx=tx, schedule=schedule, head=heads.get(config),
                         config=config),
       in_shardings=(state_shardings, split), out_shardings=(state_shardings, rep), donate_argnums=0)
   # Outputs keep the batch split; the confusion matrix, a sum over it, comes out replicated.
   infer = inference.make_inference_fn(model, config)
-  eval_fn = jax.jit(functools.partial(eval_step, infer=infer, config=config), in_shardings=(state_shardings, split))
-  return train, eval_fn
+  eval_fn = lambda: jax.jit(functools.partial(eval_step, infer=infer, config=config),
+                            in_shardings=(state_shardings, split))
+  return programs.cached("train_step", train, context), programs.cached("eval_step", eval_fn, context)
 
 
 class Setup(NamedTuple):
@@ -120,17 +122,24 @@ class Setup(NamedTuple):
 
 def setup(config, mesh):
   """The model, its jitted train and eval steps, and the initial state on `mesh` (split over its
-  `fsdp` axis, parallel.state_sharding)."""
+  `fsdp` axis, parallel.state_sharding). The steps and the initialisation are kept on disk where
+  segjax.engine.programs is on: a warm start neither traces nor compiles them."""
   try:
     model = heads.build_segmenter(config.model, config.dataset.num_classes)
   except ValueError as e:
     raise UserError(str(e)) from e
   tx, schedule = optimizer.make_optimizer(config)
   make = functools.partial(create_train_state, model, tx, image_size=tuple(config.input.crop_size))
-  shardings = parallel.state_sharding(jax.eval_shape(make, jax.random.key(0)), mesh)
-  train_fn, eval_fn = compile_steps(model, tx, schedule, config, mesh, shardings)
-  init = jax.jit(make, out_shardings=shardings)
-  return Setup(model, train_fn, eval_fn, init(jax.random.key(config.seed)))
+  context = json.dumps([config.to_json_best_effort(sort_keys=True), mesh.axis_names, mesh.devices.shape,
+                        [d.id for d in mesh.devices.flat]])
+
+  def init():  # the shardings need the state's shapes: traced only when no stored program has them
+    return jax.jit(make, out_shardings=parallel.state_sharding(jax.eval_shape(make, jax.random.key(0)), mesh))
+
+  state = programs.cached("create_train_state", init, context)(jax.random.key(config.seed))
+  train_fn, eval_fn = compile_steps(model, tx, schedule, config, mesh, jax.tree.map(lambda x: x.sharding, state),
+                                    context)
+  return Setup(model, train_fn, eval_fn, state)
 
 
 def _holds_files(directory):
