@@ -10,6 +10,11 @@ time, and no module outside Python's own folders and site-packages (segjax's, th
 now that was not then: an edit never runs a stale program. Code with no file to compare (python -c,
 a notebook's cells) turns it off; a function patched at run time, which no file shows, is not seen.
 
+Only what XLA compiled in this process is stored: an executable XLA's CPU backend loaded from its
+cache saves without some of its kernels (jaxlib 0.10: "Function ... not found" once loaded again).
+So a start whose program is not stored but is in XLA's cache (a file edited, a config value that
+leaves the program as it was) traces, lowers and loads it from there as before, and stores nothing.
+
 On with the persistent cache, in its folder (`programs/`): like it, this user's own executables,
 trusted as they are (loading one may run its code).
 """
@@ -93,8 +98,15 @@ class _Cached(_Lazy):
     if compiled is not None:
       jax.monitoring.record_event(LOADED)
       return compiled
-    compiled = self.lower(*args).compile()
-    _store(path, compiled)
+    hits = []
+    listen = lambda event, **_: hits.append(1) if event == "/jax/compilation_cache/cache_hits" else None
+    jax.monitoring.register_event_listener(listen)
+    try:
+      compiled = self.lower(*args).compile()
+    finally:
+      jax.monitoring.unregister_event_listener(listen)
+    if not hits:  # XLA's CPU backend saves what it loaded from its cache without some kernels (jaxlib 0.10)
+      _store(path, compiled)
     return compiled
 
 

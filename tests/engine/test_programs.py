@@ -3,6 +3,7 @@ file they were traced from changed, a module is loaded that was not then, or wha
 under differs."""
 import importlib
 import os
+import subprocess
 import sys
 
 import jax
@@ -96,3 +97,32 @@ def test_a_torn_file_is_compiled_again_and_off_stores_nothing(store, monkeypatch
   assert _run("off", "c", x)[1:] == (1, 0)
   assert _run("off", "c", x)[1:] == (1, 0)
   assert [p.name.split("-")[0] for p in (store / "cache" / "programs").iterdir()] == ["torn"]
+
+
+_PROCESS = """
+import sys
+import jax, jax.numpy as jnp
+from segjax.engine import compilation, programs
+compilation.enable(sys.argv[1])
+counter = compilation.Counter()
+step = programs.cached("sliced", lambda: jax.jit(lambda x: jnp.sin(x[1:5]) * 2 + x[:4].sum()), sys.argv[2])
+print(step(jnp.arange(8.0)).tolist(), counter.loaded)
+"""
+
+
+def test_an_executable_from_xlas_cache_is_not_stored(tmp_path):
+  # XLA's CPU backend saves an executable it loaded from its persistent cache without some kernels:
+  # stored, the third process would load it and fail ("Function slice_reduce_fusion not found").
+  script, cache = tmp_path / "process.py", str(tmp_path / "cache")
+  script.write_text(_PROCESS)
+  env = dict(os.environ, JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0", XLA_FLAGS="")
+  outputs = []
+  for context in ("compiled here", "same program, another context", "same program, another context",
+                  "compiled here"):
+    done = subprocess.run([sys.executable, str(script), cache, context], capture_output=True, text=True,
+                          env=env, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    outputs.append(done.stdout.split())
+  assert [loaded for *_, loaded in outputs] == ["0", "0", "0", "1"]  # the first process's, loaded by the last
+  assert len({" ".join(values) for *values, _ in outputs}) == 1
+  assert len(os.listdir(os.path.join(cache, "programs"))) == 1
