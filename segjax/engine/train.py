@@ -3,8 +3,10 @@
 Importing this module loads no TensorFlow: the input pipeline is imported inside
 `train_and_evaluate`, so the steps can be benchmarked or reused without it.
 """
+from concurrent import futures
 import errno
 import functools
+import itertools
 import json
 import math
 import os
@@ -252,10 +254,9 @@ def evaluate_checkpoint(config, workdir):
 
 
 def _train(config, class_names, workdir, mesh, ckpt):
-  from segjax import data  # pylint: disable=g-import-not-at-top
-
   init_from = config.model.init_from.path
   started, compiles = time.perf_counter(), compilation.Counter()
+  inputs = _Inputs(config, ckpt.latest_step() or 0)
   _, train_fn, eval_fn, state = setup(config, mesh)
   resumed = ckpt.restore_latest(state)  # the checkpoint wins: a resumed run never reads init_from
   if resumed is not None:
@@ -280,7 +281,7 @@ def _train(config, class_names, workdir, mesh, ckpt):
     _write_whole(os.path.join(workdir, "class_names.json"), json.dumps(list(class_names)))
 
   writer = MetricsWriter(workdir, resumed_step=start)  # step 0: a run that died before any checkpoint
-  eval_data = data.EvalData(config, parallel.host_batch_size(config.eval_batch_size))
+  eval_data = inputs.eval_data()
   score = lambda state, step: evaluate(  # official output files of the final model only (slow)
       eval_fn, state, eval_data, mesh, config, class_names, step, workdir, writer,
       official_files=step == config.total_steps)
@@ -290,7 +291,7 @@ def _train(config, class_names, workdir, mesh, ckpt):
     with preemption.Watcher() as watcher:  # a signal from here on stops after the next step
       if unscored:
         score(state, start)
-      batches = data.train_batches(config, start, parallel.host_batch_size(config.batch_size))
+      batches = inputs.train_batches(start)
       logging.info("Training steps %d..%d on %d devices, global batch %d.", start, config.total_steps,
                    mesh.devices.size, config.batch_size)
       t0, s0 = time.perf_counter(), start
@@ -326,6 +327,35 @@ def _train(config, class_names, workdir, mesh, ckpt):
   if jax.process_index() == 0:
     plot_curves(workdir)
   return state
+
+
+class _Inputs:
+  """The eval data and the training batches from the step a run is guessed to start at, with their
+  first batch, made in a thread while the steps are set up: on a warm start (programs.py) loading
+  them takes about as long as the input pipeline's start."""
+
+  def __init__(self, config, start):
+    self._config, self._start = config, start
+    pool = futures.ThreadPoolExecutor(1, thread_name_prefix="segjax-inputs")
+    self._made = pool.submit(self._make)
+    pool.shutdown(wait=False)  # its thread ends with the task
+
+  def _make(self):
+    from segjax import data  # pylint: disable=g-import-not-at-top
+    eval_data = data.EvalData(self._config, parallel.host_batch_size(self._config.eval_batch_size))
+    batches = self._batches(self._start)
+    return eval_data, itertools.chain([next(batches)], batches)
+
+  def _batches(self, start):
+    from segjax import data  # pylint: disable=g-import-not-at-top
+    return data.train_batches(self._config, start, parallel.host_batch_size(self._config.batch_size))
+
+  def eval_data(self):
+    return self._made.result()[0]
+
+  def train_batches(self, start):
+    """From step `start`: those already made where it is the step guessed."""
+    return self._made.result()[1] if start == self._start else self._batches(start)
 
 
 def _first(what, started, compiles):
