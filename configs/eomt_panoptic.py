@@ -39,17 +39,21 @@ built; semantic_ce is the auxiliary loss on each crop's hardest 20% of pixels, n
 - fewer residual units in the stem, 3000 steps: (0, 1, 0) and (0, 0, 1) left semantic_ce near 1.0
   through step 1250 (the model above: 0.45); stopped;
 - a narrower stem, widths (16, 24, 48), whose inference is 0.45x query_panoptic's: 2.0 steps/s; at
-  step 3000 mIoU 0.884, PQ 0.740 (things 0.658), mask AP 0.474 (AP50 0.746, AP75 0.516): AP short.
-Issue 28 asks PQ >= 0.70, mask AP >= 0.50, mIoU >= 0.88 in at most 30 minutes: met by the run from
-a clean checkout above (mask AP 0.505, 28.5 minutes), with little margin on mask AP.
+  step 3000 mIoU 0.884, PQ 0.740 (things 0.658), mask AP 0.474 (AP50 0.746, AP75 0.516): AP short;
+- this file: attention dividing by the softmax's sum after summing the values (segjax/models/
+  layers.py: a train step 530-554 -> 483-509 ms), so 3200 steps fit the same time; from a clean
+  checkout, 1.9-2.0 steps/s: at step 3200 mIoU 0.908, PQ 0.764 (things 0.690, stuff 0.988), mask AP
+  0.533 (AP50 0.795, AP75 0.591) in 28.2 minutes (the dataset built before; building it takes 22 s).
+Issue 28 asks PQ >= 0.70, mask AP >= 0.50, mIoU >= 0.88 in at most 30 minutes: met by that run.
 
-Inference at 256x256, one scale without flip, batch 8, random weights, on the 2-core machine, with
-XLA's freed buffers kept: 11.4-12.3 ms an image (1.05 GFLOP, half of it the stem) against 22.4-24.0
-ms for configs/query_panoptic.py's model (1.82 GFLOP), 0.49-0.53x, the best of 8 rounds of both in
-one process over four runs; segjax.benchmark back to back (the mean of its steps): 89.7 against
-192.6 ms a batch (0.47x), later 104.8-109.2 against 184.7-214.0 (0.51-0.57x). At the half asked,
-either side of it with this machine's noise: the stem's residual units, which the shapes need, cost
-as much as the ViT, and the upsampling and post-processing at the image's size are the same for both.
+Inference at 256x256, one scale without flip, batch 8, random weights, on the 2-core machine:
+10.6-11.2 ms an image (1.05 GFLOP, half of it the stem) against 22.2-23.2 ms for
+configs/query_panoptic.py's model (1.82 GFLOP), 0.47-0.49x, the best of 8 rounds of both
+interleaved in one process over four runs; segjax.benchmark back to back (the fastest of 5 rounds of
+10 batches): 83.1-94.2 against 184.4-185.3 ms a batch (0.45-0.51x) over three pairs, where one
+process in four runs EoMT at 112-123 ms throughout (same page faults, twice the context switches:
+0.60x). The stem's residual units, which the shapes need, cost as much as the ViT, and the
+upsampling and post-processing at the image's size are the same for both.
 (Its own protocol, flip at scales 1 and 1.25, takes 130 ms.)
 """
 from segjax.config import base_config

@@ -24,7 +24,9 @@ Measured on a 2-core machine, each run from scratch (its last eval; minutes incl
 the dataset already built):
 - this file, from a clean clone, instances scored as Mask2Former scores them (the mask's mean
   probability over the whole mask): mIoU 0.931, PQ 0.789 (things 0.720), mask AP 0.545 (AP50 0.757,
-  AP75 0.547) in 24.6 minutes at 1.75-1.86 steps/s. The runs below scored instances by the mean
+  AP75 0.547) in 24.6 minutes at 1.75-1.86 steps/s (attention then normalised its weights before
+  summing the values, where segjax/models/layers.py now divides after: the same model, float
+  rounding apart; not run again since). The runs below scored instances by the mean
   inside their segments, as segjax did before:
 - this file, from a clean clone: mIoU 0.937, PQ 0.784 (things 0.714), mask AP 0.515 (AP50 0.751,
   AP75 0.500) in 27 minutes at 1.55 steps/s. The same training scored at one scale without flip
