@@ -4,12 +4,12 @@ benchmark of shapes compiled before loads XLA's executables from disk instead of
 The folder is machine state, not a run's: `--compilation_cache=DIR` or SEGJAX_COMPILATION_CACHE
 moves it, "off" turns it off; else JAX's own JAX_COMPILATION_CACHE_DIR, else ~/.cache/segjax/jax
 (under $XDG_CACHE_HOME when set), outside every workdir. XLA keys each executable by the program,
-the devices and the jax and jaxlib versions, so a stale entry is never used.
+the devices and the jax and jaxlib versions, so a stale entry is never used. The same folder keeps
+segjax.engine.programs's stored steps, on and off with it.
 """
 import os
 
 ENV = "SEGJAX_COMPILATION_CACHE"
-LOADED = "/segjax/programs/loaded"  # the event segjax.engine.programs records for each program it loads
 OFF = ("off", "none", "")
 
 
@@ -28,9 +28,9 @@ def enable(path=None):
   """Turns the cache on in `path` (None: as the module says) before anything compiles; returns the
   folder, or None when turned off."""
   import jax  # pylint: disable=g-import-not-at-top  (segjax.main defines the flag before JAX starts)
+  from segjax.engine import programs  # pylint: disable=g-import-not-at-top  (it imports JAX)
   if path is None:
     path = os.environ.get(ENV, os.environ.get("JAX_COMPILATION_CACHE_DIR") or default_dir())
-  from segjax.engine import programs  # pylint: disable=g-import-not-at-top
   if path.strip().lower() in OFF:
     jax.config.update("jax_enable_compilation_cache", False)
     programs.use(None)
@@ -46,12 +46,14 @@ def enable(path=None):
 
 
 class Counter:
-  """Counts compilations that used the cache and those it answered, from jax.monitoring's events,
-  so a log can say whether a step came from the cache."""
+  """Counts compilations that used the cache, those it answered and the programs loaded untraced
+  (programs.py), from jax.monitoring's events, so a log can say where a start's steps came from."""
 
   def __init__(self):
     import jax  # pylint: disable=g-import-not-at-top
+    from segjax.engine import programs  # pylint: disable=g-import-not-at-top
     self.requests = self.hits = self.loaded = 0
+    self._loaded = programs.LOADED
     jax.monitoring.register_event_listener(self._event)
     self._listening = True
 
@@ -60,7 +62,7 @@ class Counter:
       self.requests += 1
     elif event == "/jax/compilation_cache/cache_hits":
       self.hits += 1
-    elif event == LOADED:
+    elif event == self._loaded:
       self.loaded += 1
 
   def close(self):

@@ -30,7 +30,7 @@ from absl import logging
 import jax
 from jax.experimental import serialize_executable
 
-from segjax.engine.compilation import LOADED
+LOADED = "/segjax/programs/loaded"  # the jax.monitoring event of each program loaded, compilation.Counter's
 
 _folder = None
 
