@@ -36,7 +36,7 @@ def _lines(args, env=None):
   return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
 
 
-def compare(model, batch, size, dtype, peer_python, compile_peer=False, steps=10, warmup=5,
+def compare(model, batch, size, dtype, peer_python, compile_peer=False, steps=30, warmup=5,
             modes=("train", "infer"), rounds=3):
   config, classes = PAIRS[model]
   env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))
@@ -69,7 +69,7 @@ def main():
   p.add_argument("--batch", type=int, default=16)
   p.add_argument("--size", type=int, default=512)
   p.add_argument("--dtype", choices=("bfloat16", "float32"), default="bfloat16")
-  p.add_argument("--steps", type=int, default=10, help="steps a round; each side reports its fastest round")
+  p.add_argument("--steps", type=int, default=30, help="steps a round; each side reports its fastest round")
   p.add_argument("--rounds", type=int, default=3)
   p.add_argument("--warmup", type=int, default=5)
   p.add_argument("--modes", default="train,infer")

@@ -80,7 +80,7 @@ def _time(step, device, warmup, steps, rounds):
   return times
 
 
-def run(name, batch, size, dtype, device, compile_model=False, num_classes=21, steps=10, warmup=5,
+def run(name, batch, size, dtype, device, compile_model=False, num_classes=21, steps=30, warmup=5,
         modes=("train", "infer"), rounds=3):
   """Prints and returns one record per mode."""
   device = torch.device(device)
@@ -97,11 +97,11 @@ def run(name, batch, size, dtype, device, compile_model=False, num_classes=21, s
             "compile": compile_model, "torch": torch.__version__}
   records = []
 
-  def report(mode, rounds, flops):
-    seconds = min(rounds)
+  def report(mode, times, flops):
+    seconds = min(times)
     peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
     record = dict(common, mode=mode, step_ms=round(seconds * 1e3, 2), images_per_s=round(batch / seconds, 1),
-                  round_ms=[round(t * 1e3, 2) for t in rounds],
+                  round_ms=[round(t * 1e3, 2) for t in times],
                   peak_mem_gib=None if peak is None else round(peak, 3), planned_mem_gib=None,
                   flops_per_image=int(flops / batch) if flops else None,
                   achieved_tflops=round(flops / seconds / 1e12, 3) if flops else None)
@@ -140,7 +140,7 @@ def main():
   p.add_argument("--dtype", choices=("bfloat16", "float32"), default="bfloat16")
   p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
   p.add_argument("--classes", type=int, default=21)
-  p.add_argument("--steps", type=int, default=10, help="steps a round")
+  p.add_argument("--steps", type=int, default=30, help="steps a round")
   p.add_argument("--rounds", type=int, default=3, help="rounds; the fastest is reported")
   p.add_argument("--warmup", type=int, default=5)
   p.add_argument("--modes", default="train,infer")

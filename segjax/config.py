@@ -109,7 +109,7 @@ def own_keys():
   c.benchmark = ml_collections.ConfigDict(dict(  # python -m segjax.benchmark only
       image_size=512,
       warmup_steps=10,
-      steps=10,  # a round; step_ms is the fastest round's
+      steps=30,  # a round of train or infer (step_ms: the fastest round's); --input's and --scoring's all
       rounds=3,
       modes=("train", "infer"),
   ))

@@ -7,16 +7,18 @@ arguments' shapes, dtypes and shardings, the devices, jax's settings and the JAX
 environment variables. It is loaded only while every Python file that was loaded when it was
 stored (segjax's, a user's own heads, jax's, flax's...) is unchanged, by size and modification
 time, and no module outside Python's own folders and site-packages (segjax's, the user's) is loaded
-now that was not then: an edit never runs a stale program. Code with no file to compare (python -c,
-a notebook's cells) turns it off; a function patched at run time, which no file shows, is not seen.
+now that was not then; and nothing traced after a loaded file changed in this process's lifetime
+is stored. Code with no file to compare (python -c, a notebook's cells) turns it off. Not seen: a
+function patched at run time, and values a user's own code takes from outside the config (its own
+flags) and bakes into a registered head.
 
 Only what XLA compiled in this process is stored: an executable XLA's CPU backend loaded from its
 cache saves without some of its kernels (jaxlib 0.10: "Function ... not found" once loaded again).
 So a start whose program is not stored but is in XLA's cache (a file edited, a config value that
 leaves the program as it was) traces, lowers and loads it from there as before, and stores nothing.
 
-On with the persistent cache, in its folder (`programs/`): like it, this user's own executables,
-trusted as they are (loading one may run its code).
+On with the persistent cache, in its folder (`programs/`), and read only from a folder this user
+owns and no one else can write to: loading a program may run its code.
 """
 import hashlib
 import json
@@ -25,6 +27,7 @@ import pickle
 import sys
 import sysconfig
 import tempfile
+import time
 
 from absl import logging
 import jax
@@ -33,6 +36,7 @@ from jax.experimental import serialize_executable
 LOADED = "/segjax/programs/loaded"  # the jax.monitoring event of each program loaded, compilation.Counter's
 
 _folder = None
+_STARTED = time.time_ns()  # what was traced from a file changed since is not stored
 
 
 def use(cache_dir):
@@ -81,15 +85,20 @@ class _Cached(_Lazy):
         return self._last(*args)
       except (TypeError, ValueError):  # raised before running: arguments of another signature
         pass
+    if jax.config.jax_disable_jit:
+      return self.jitted()(*args)
     signature = _signature(args)
     if signature not in self._programs:
       self._programs[signature] = self._load_or_compile(args, signature)
-    try:
-      result = self._programs[signature](*args)
-    except (TypeError, ValueError):  # what jax.jit takes and an executable does not (it reshards)
-      return self.jitted()(*args)
-    self._last = self._programs[signature]
-    return result
+    if self._programs[signature] is not None:
+      try:
+        result = self._programs[signature](*args)
+        self._last = self._programs[signature]
+        return result
+      except (TypeError, ValueError):  # what jax.jit takes and an executable does not (it reshards)
+        self._programs[signature] = None
+    self._last = None
+    return self.jitted()(*args)
 
   def _load_or_compile(self, args, signature):
     key = hashlib.sha256(json.dumps([self._name, self._context, signature, _environment()]).encode()).hexdigest()
@@ -105,8 +114,12 @@ class _Cached(_Lazy):
       compiled = self.lower(*args).compile()
     finally:
       jax.monitoring.unregister_event_listener(listen)
-    if not hits:  # XLA's CPU backend saves what it loaded from its cache without some kernels (jaxlib 0.10)
-      _store(path, compiled)
+    files = _stats(_loaded())
+    # Not what XLA loaded from its cache (its CPU backend saves that without some kernels, jaxlib 0.10),
+    # nor what was traced from a module whose file changed after this process started (and may have
+    # imported it): the file would no longer say what was traced.
+    if not hits and all(stat is not None and stat[1] <= _STARTED for stat in files.values()):
+      _store(path, compiled, files)
     return compiled
 
 
@@ -123,10 +136,11 @@ def _signature(args):
 
 
 def _environment():
-  return [sys.version, jax.__version__,
+  return [sys.version, sys.prefix, jax.__version__, jax.devices()[0].client.platform_version,
           [(d.id, d.platform, d.device_kind, d.process_index) for d in jax.devices()],
           json.dumps(jax.config.values, sort_keys=True, default=repr),
-          sorted((k, v) for k, v in os.environ.items() if k.startswith(("JAX_", "XLA_", "SEGJAX_")))]
+          sorted((k, v) for k, v in os.environ.items()
+                 if k.startswith(("JAX_", "XLA_", "SEGJAX_", "FLAX_", "LIBTPU_", "TPU_")))]
 
 
 def _loaded():
@@ -156,6 +170,9 @@ def _stats(paths):
 
 
 def _load(path):
+  folder = os.stat(os.path.dirname(path)) if os.path.isdir(os.path.dirname(path)) else None
+  if folder is None or folder.st_uid != os.getuid() or folder.st_mode & 0o022:
+    return None  # unpickling runs code: only from a folder no one else can write to
   try:
     with open(path, "rb") as f:
       entry = pickle.load(f)
@@ -176,14 +193,14 @@ def _load(path):
     return None
 
 
-def _store(path, compiled):
+def _store(path, compiled, files):
   """Writes aside, then renames: another process may be reading it."""
   try:
     executable, in_tree, out_tree = serialize_executable.serialize(compiled)
   except (ValueError, NotImplementedError) as e:
     logging.info("Not storing %s: %s", os.path.basename(path), e)
     return
-  entry = {"files": _stats(_loaded()), "executable": executable, "in_tree": in_tree, "out_tree": out_tree,
+  entry = {"files": files, "executable": executable, "in_tree": in_tree, "out_tree": out_tree,
            "devices": [d.id for d in compiled.runtime_executable().local_devices()]}
   try:
     os.makedirs(os.path.dirname(path), exist_ok=True)

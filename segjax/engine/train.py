@@ -330,32 +330,42 @@ def _train(config, class_names, workdir, mesh, ckpt):
 
 
 class _Inputs:
-  """The eval data and the training batches from the step a run is guessed to start at, with their
+  """The eval data, then the training batches from the step a run is guessed to start at with their
   first batch, made in a thread while the steps are set up: on a warm start (programs.py) loading
-  them takes about as long as the input pipeline's start."""
+  them takes about as long as the input pipeline's start. With several processes they are made when
+  asked, in order: making them agrees with the other processes over collectives, as restoring does."""
 
   def __init__(self, config, start):
     self._config, self._start = config, start
-    pool = futures.ThreadPoolExecutor(1, thread_name_prefix="segjax-inputs")
-    self._made = pool.submit(self._make)
-    pool.shutdown(wait=False)  # its thread ends with the task
+    self._eval = self._train = None
+    if jax.process_count() == 1:
+      pool = futures.ThreadPoolExecutor(1, thread_name_prefix="segjax-inputs")
+      self._eval, self._train = pool.submit(self._eval_data), pool.submit(self._first_batch)
+      pool.shutdown(wait=False)  # its thread ends with the two tasks
 
-  def _make(self):
+  def _eval_data(self):
     from segjax import data  # pylint: disable=g-import-not-at-top
-    eval_data = data.EvalData(self._config, parallel.host_batch_size(self._config.eval_batch_size))
-    batches = self._batches(self._start)
-    return eval_data, itertools.chain([next(batches)], batches)
+    return data.EvalData(self._config, parallel.host_batch_size(self._config.eval_batch_size))
 
   def _batches(self, start):
     from segjax import data  # pylint: disable=g-import-not-at-top
     return data.train_batches(self._config, start, parallel.host_batch_size(self._config.batch_size))
 
+  def _first_batch(self):
+    batches = self._batches(self._start)
+    return itertools.chain([next(batches)], batches)
+
   def eval_data(self):
-    return self._made.result()[0]
+    return self._eval.result() if self._eval else self._eval_data()
 
   def train_batches(self, start):
     """From step `start`: those already made where it is the step guessed."""
-    return self._made.result()[1] if start == self._start else self._batches(start)
+    made, self._train = self._train, None
+    if made and start == self._start:
+      return made.result()
+    if made:
+      made.cancel()  # the guess was wrong (a damaged newest checkpoint moved aside): dropped
+    return self._batches(start)
 
 
 def _first(what, started, compiles):

@@ -85,8 +85,8 @@ class Attention(nn.Module):
   def __call__(self, q, k, v, mask=None):
     project = lambda x, name: nn.DenseGeneral((self.heads, self.hidden // self.heads), dtype=self.dtype,
                                               name=name)(x)
-    d = self.hidden // self.heads
-    out = attention(project(q, "query") * jnp.asarray(d**-0.5, self.dtype), project(k, "key"), project(v, "value"), mask)
+    out = attention(project(q, "query"), project(k, "key"), project(v, "value"), mask,
+                    scale=(self.hidden // self.heads)**-0.5)
     return nn.DenseGeneral(self.hidden, axis=(-2, -1), dtype=self.dtype, name="out")(out)
 
 

@@ -22,6 +22,8 @@ def store(tmp_path, monkeypatch):
   programs.use(str(tmp_path / "cache"))
   yield tmp_path
   programs.use(None)
+  for name in [n for n, m in sys.modules.items() if str(getattr(m, "__file__", "")).startswith(str(tmp_path))]:
+    del sys.modules[name]  # a later test's process would not have loaded them
 
 
 def _module(folder, name, scale, second=1):
@@ -80,6 +82,23 @@ def test_an_edited_file_or_a_newly_loaded_module_is_never_run_stale(store):
   _module(store, "newcomer", 0)
   assert _run("scaled", "c", x, module=module)[1:] == (1, 0)
   assert _run("scaled", "c", x, module=module)[1:] == (0, 1)
+
+
+def test_what_was_traced_from_a_file_edited_since_the_process_started_is_not_stored(store):
+  x = jnp.ones(3)
+  module = _module(store, "edited_step", 3.0)
+  (store / "edited_step.py").write_text("SCALE = 4.0\n")  # edited while this process runs, not reloaded
+  assert _run("edited", "c", x, module=module)[1:] == (1, 0)  # traced from the code in memory (3.0)
+  assert _run("edited", "c", x, module=module)[1:] == (1, 0)  # which the file no longer says: not stored
+
+
+def test_a_folder_others_can_write_to_is_not_loaded_from(store):
+  x = jnp.ones(3)
+  _run("shared", "c", x)
+  os.chmod(store / "cache" / "programs", 0o777)  # anyone could have put code there
+  assert _run("shared", "c", x)[1:] == (1, 0)
+  os.chmod(store / "cache" / "programs", 0o755)
+  assert _run("shared", "c", x)[1:] == (0, 1)
 
 
 def test_a_torn_file_is_compiled_again_and_off_stores_nothing(store, monkeypatch):
