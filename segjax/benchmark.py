@@ -127,10 +127,10 @@ def run(config, devices=None):
             "jax": jax.__version__}
   records = []
 
-  def report(mode, rounds, flops, planned):
-    seconds = min(rounds)
+  def report(mode, times, flops, planned):
+    seconds = min(times)
     record = dict(common, mode=mode, step_ms=round(seconds * 1e3, 2), images_per_s=round(n / seconds, 1),
-                  round_ms=[round(t * 1e3, 2) for t in rounds],
+                  round_ms=[round(t * 1e3, 2) for t in times],
                   peak_mem_gib=_gib(_peak_bytes()), planned_mem_gib=_gib(planned),
                   flops_per_image=int(flops / n) if flops else None,
                   achieved_tflops=round(flops / seconds / 1e12, 3) if flops else None)
@@ -141,8 +141,8 @@ def run(config, devices=None):
     compiled = train_fn.lower(state, batch).compile()
     flops, planned = _cost(compiled)
     step = lambda s, b: compiled(s, b)[0]  # the state is donated: thread it through
-    rounds, state = _time(step, state, (batch,), bench.warmup_steps, bench.steps, bench.rounds)
-    report("train", rounds, flops, planned)
+    times, state = _time(step, state, (batch,), bench.warmup_steps, bench.steps, bench.rounds)
+    report("train", times, flops, planned)
 
   if "infer" in bench.modes:
     # What a deployed model runs: the forward pass and its post-processing, under config.eval.
@@ -152,8 +152,8 @@ def run(config, devices=None):
     compiled = infer.lower(variables, batch["image"]).compile()
     flops, planned = _cost(compiled)
     step = lambda _, v, images: compiled(v, images)
-    rounds, _ = _time(step, None, (variables, batch["image"]), bench.warmup_steps, bench.steps, bench.rounds)
-    report("infer", rounds, flops, planned)
+    times, _ = _time(step, None, (variables, batch["image"]), bench.warmup_steps, bench.steps, bench.rounds)
+    report("infer", times, flops, planned)
   return records
 
 

@@ -344,12 +344,10 @@ class _Inputs:
       pool.shutdown(wait=False)  # its thread ends with the two tasks
 
   def _eval_data(self):
-    from segjax import data  # pylint: disable=g-import-not-at-top
-    return data.EvalData(self._config, parallel.host_batch_size(self._config.eval_batch_size))
+    return _data().EvalData(self._config, parallel.host_batch_size(self._config.eval_batch_size))
 
   def _batches(self, start):
-    from segjax import data  # pylint: disable=g-import-not-at-top
-    return data.train_batches(self._config, start, parallel.host_batch_size(self._config.batch_size))
+    return _data().train_batches(self._config, start, parallel.host_batch_size(self._config.batch_size))
 
   def _first_batch(self):
     batches = self._batches(self._start)
@@ -366,6 +364,11 @@ class _Inputs:
     if made:
       made.cancel()  # the guess was wrong (a damaged newest checkpoint moved aside): dropped
     return self._batches(start)
+
+
+def _data():
+  from segjax import data  # pylint: disable=g-import-not-at-top  (TensorFlow stays out of the steps)
+  return data
 
 
 def _first(what, started, compiles):
