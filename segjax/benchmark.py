@@ -189,7 +189,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
   config = _CONFIG.value
-  host_memory.reuse_freed_memory(jax.default_backend())
+  host_memory.reuse_freed_memory()  # before the backend starts
   try:
     (run_input if _INPUT.value else run_scoring if _SCORING.value else run)(config)
   except UserError as e:

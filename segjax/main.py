@@ -67,10 +67,10 @@ def main(argv):
   # After flags: JAX reads its own.  pylint: disable=g-import-not-at-top
   import jax
   from segjax.engine import host_memory, parallel, preemption
+  host_memory.reuse_freed_memory()  # before the backend starts
   try:
     parallel.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value, _DISTRIBUTED.value)
     compilation.enable(_COMPILATION_CACHE.value)
-    host_memory.reuse_freed_memory(jax.default_backend())
     if jax.process_index() != 0:  # one progress log per run, from process 0; warnings from all
       logging.set_verbosity(logging.WARNING)
     from segjax.engine import evaluator, train  # after jax.distributed: the models start no backend

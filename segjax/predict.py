@@ -171,10 +171,10 @@ def predict_files(workdir, entries, out):
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+  host_memory.reuse_freed_memory()  # before the backend starts
   logs.for_reading()
   f = flags.FLAGS
   compilation.enable(f.compilation_cache)
-  host_memory.reuse_freed_memory(jax.default_backend())
   try:
     step, written, problems = predict_files(f.workdir, f.images, f.out)
   except UserError as e:

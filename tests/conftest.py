@@ -17,7 +17,7 @@ atexit.register(shutil.rmtree, os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_e
 os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0.2"
 
 from segjax.engine import host_memory  # pylint: disable=g-import-not-at-top,wrong-import-position
-host_memory.reuse_freed_memory("cpu")  # as segjax's programs run on the CPU backend
+host_memory.reuse_freed_memory()  # as segjax's programs do, before the backend starts
 
 import pytest  # pylint: disable=g-import-not-at-top,wrong-import-position
 
