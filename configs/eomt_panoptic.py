@@ -64,7 +64,7 @@ def get_config():
   # Patch 16 on whole 256x256 scenes, the 16 x 16 grid it infers on (a ViT from scratch meets a
   # resized position embedding badly); one upscale block, to stride 8.
   c.model.backbone = "vit_tiny_patch16"
-  c.model.backbone_kwargs.update(grid=(16, 16), stem=(16, 32, 64), stem_blocks=(0, 1, 2), depth=4, dim=96,
+  c.model.backbone_kwargs.update(grid=(16, 16), stem=(16, 32, 64), stem_blocks=(0, 1, 1), depth=4, dim=96,
                                  heads=3, mlp_hidden=384, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
   c.model.decoder_kwargs.update(num_queries=16, blocks=2, upscale=1)
   # Dense class supervision for a model from scratch: a per-pixel auxiliary loss (MaX-DeepLab's, as
@@ -80,10 +80,10 @@ def get_config():
   c.optimizer.grad_clip_norm = 1.0
   c.optimizer.warmup_steps = 100
   c.batch_size = 8
-  c.total_steps = 3200
+  c.total_steps = 3800
   c.log_every = 50
-  c.eval_every = 3200  # one eval, at the end: a minute of the 30 more for training
-  c.checkpoint_every = 1600
+  c.eval_every = 3800  # one eval, at the end: a minute of the 30 more for training
+  c.checkpoint_every = 1900
   c.postprocess.object_mask_threshold = 0.5
   c.postprocess.overlap_threshold = 0.5
   return c
