@@ -80,10 +80,10 @@ def get_config():
   c.optimizer.grad_clip_norm = 1.0
   c.optimizer.warmup_steps = 100
   c.batch_size = 8
-  c.total_steps = 3800
+  c.total_steps = 4000
   c.log_every = 50
-  c.eval_every = 3800  # one eval, at the end: a minute of the 30 more for training
-  c.checkpoint_every = 1900
+  c.eval_every = 4000  # one eval, at the end: a minute of the 30 more for training
+  c.checkpoint_every = 2000
   c.postprocess.object_mask_threshold = 0.5
   c.postprocess.overlap_threshold = 0.5
   return c
