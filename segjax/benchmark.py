@@ -2,6 +2,7 @@
 with --input the tf.data pipeline alone.
 
 python -m segjax.benchmark --config=configs/bench/deeplabv3_r50_os8.py [--config.benchmark.steps=50]
+python -m segjax.benchmark --config=configs/bench/eomt_vit_s_640.py --against=configs/bench/mask_former_r50_512.py
 python -m segjax.benchmark --input --config=configs/cityscapes/panoptic.py --config.dataset.manual_dir=D
 python -m segjax.benchmark --scoring --config=configs/cityscapes/panoptic.py [--config.benchmark.steps=60]
 
@@ -9,6 +10,8 @@ Prints one JSON line per measurement (`train`, `infer`), in the form of
 shared/bench/peer_torchvision.py so the two can be read side by side: images/s, step ms, peak
 device memory, FLOPs per image from XLA's cost analysis, and the TFLOP/s that makes.
 The batch stays on the devices, so the figures are the step's own, not the input pipeline's.
+`--against` times a second config in turn with the first, round by round, and adds a line with the
+ratio of their step times: a comparison that the machine's load shifting between minutes moves less.
 `--input` prints one `input` line instead: the images/s that decoding, augmentation, targets and
 batching deliver on this process, and per CPU core, for any training config.
 `--scoring` prints one `scoring` line: the images/s at which this host scores synthetic
@@ -23,6 +26,7 @@ import time
 
 from absl import app, flags
 import jax
+import jax.numpy as jnp
 from ml_collections import config_flags
 
 from segjax import config as config_lib
@@ -34,6 +38,9 @@ from segjax.errors import UserError
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Benchmark config (configs/bench/*.py).",
                                           lock_config=True)
 _INPUT = flags.DEFINE_bool("input", False, "Time the tf.data input pipeline of the config instead.")
+_AGAINST = config_flags.DEFINE_config_file(
+    "against", None, "A second config, timed in turn with --config round by round (each mode both "
+    "configs name), with the ratio of their step times.", lock_config=True)
 _SCORING = flags.DEFINE_bool("scoring", False, "Time host scoring of synthetic Cityscapes-size panoptic "
                              "predictions instead (config.benchmark.steps images).")
 flags.mark_flags_as_required(["config"])
@@ -64,27 +71,19 @@ def _cost(compiled):
 
 def _peak_bytes():
   """Peak bytes in use so far on the first local device, where the backend reports it (GPU, TPU);
-  JAX has no reset, so the infer record's peak includes the train step's."""
+  JAX has no reset, so a record's peak includes every step run before it (the train step's, the
+  other config's)."""
   stats = jax.local_devices()[0].memory_stats()
   return stats.get("peak_bytes_in_use") if stats else None
 
 
-def _time(step, carry, args, warmup, steps, rounds):
-  """(each round's seconds per call, carry): `rounds` rounds of `steps` calls after `warmup` calls;
-  `carry` is threaded through, the rest held fixed. The fastest round is reported, as timeit advises:
-  a slower one timed the machine's other work too (one round's mean moved 15-20% between minutes on
-  a 2-core VM)."""
-  for _ in range(warmup):
+def _round(step, carry, args, steps):
+  """(seconds per call, carry) over `steps` calls; `carry` is threaded through, the rest held fixed."""
+  start = time.perf_counter()
+  for _ in range(steps):
     carry = step(carry, *args)
   jax.block_until_ready(carry)
-  times = []
-  for _ in range(rounds):
-    start = time.perf_counter()
-    for _ in range(steps):
-      carry = step(carry, *args)
-    jax.block_until_ready(carry)
-    times.append((time.perf_counter() - start) / steps)
-  return times, carry
+  return (time.perf_counter() - start) / steps, carry
 
 
 def _gib(num_bytes):
@@ -106,54 +105,85 @@ def _sized(config):
   return config
 
 
-def run(config, devices=None):
-  """Runs the configured measurements and returns their records (dicts), printing each as a line."""
-  config_lib.validate(config)
-  config = _sized(config)
-  mesh = parallel.make_mesh(devices, fsdp=config.mesh.fsdp)
-  parallel.check_batch_size(config.batch_size, mesh)
-  bench = config.benchmark
-  unknown = set(bench.modes) - {"train", "infer"}
-  if unknown:
-    raise UserError(f"Unknown benchmark mode(s) {', '.join(sorted(unknown))}: choose train and/or infer "
-                    "(config.benchmark.modes).")
-  model, train_fn, _, state = train.setup(config, mesh)
-  batch = synthetic_batch(config, mesh, jax.random.key(config.seed + 1))
-  n = config.batch_size
-  common = {"bench": "segjax", "model": "+".join([config.model.backbone] + [
-      type(module).__name__ for _, module, _ in model.decoders]),
-            "batch": n, "size": bench.image_size, "dtype": config.model.dtype,
-            "devices": mesh.devices.size, "device_kind": jax.devices()[0].device_kind,
-            "jax": jax.__version__}
-  records = []
+class _Side:
+  """One config's compiled steps, ready to time: its model's description and, by mode, (step,
+  carry, args, flops, planned memory)."""
 
-  def report(mode, times, flops, planned):
-    seconds = min(times)
-    record = dict(common, mode=mode, step_ms=round(seconds * 1e3, 2), images_per_s=round(n / seconds, 1),
+  def __init__(self, config, devices):
+    config_lib.validate(config)
+    self.config = config = _sized(config)
+    mesh = parallel.make_mesh(devices, fsdp=config.mesh.fsdp)
+    parallel.check_batch_size(config.batch_size, mesh)
+    unknown = set(config.benchmark.modes) - {"train", "infer"}
+    if unknown:
+      raise UserError(f"Unknown benchmark mode(s) {', '.join(sorted(unknown))}: choose train and/or infer "
+                      "(config.benchmark.modes).")
+    model, train_fn, _, state = train.setup(config, mesh)
+    batch = synthetic_batch(config, mesh, jax.random.key(config.seed + 1))
+    self.common = {"bench": "segjax", "model": "+".join([config.model.backbone] + [
+        type(module).__name__ for _, module, _ in model.decoders]),
+                   "batch": config.batch_size, "size": config.benchmark.image_size, "dtype": config.model.dtype,
+                   "devices": mesh.devices.size, "device_kind": jax.devices()[0].device_kind,
+                   "jax": jax.__version__}
+    self.steps = {}
+    if "train" in config.benchmark.modes:
+      compiled = train_fn.lower(state, batch).compile()
+      step = lambda s, b: compiled(s, b)[0]  # the state is donated: thread it through
+      self.steps["train"] = (step, state, (batch,), *_cost(compiled))
+    if "infer" in config.benchmark.modes:
+      # What a deployed model runs: the forward pass and its post-processing, under config.eval. Its
+      # own copy of the weights: the train step donates the state's.
+      variables = jax.tree.map(jnp.copy, {"params": state.params, "batch_stats": state.batch_stats})
+      infer = jax.jit(inference.make_inference_fn(model, config),
+                      in_shardings=(parallel.state_sharding(variables, mesh), parallel.batch_sharding(mesh)))
+      compiled = infer.lower(variables, batch["image"]).compile()
+      step = lambda _, v, images: compiled(v, images)
+      self.steps["infer"] = (step, None, (variables, batch["image"]), *_cost(compiled))
+
+  def record(self, mode, times):
+    n, seconds = self.config.batch_size, min(times)
+    flops, planned = self.steps[mode][3:]
+    record = dict(self.common, mode=mode, step_ms=round(seconds * 1e3, 2), images_per_s=round(n / seconds, 1),
                   round_ms=[round(t * 1e3, 2) for t in times],
                   peak_mem_gib=_gib(_peak_bytes()), planned_mem_gib=_gib(planned),
                   flops_per_image=int(flops / n) if flops else None,
                   achieved_tflops=round(flops / seconds / 1e12, 3) if flops else None)
-    records.append(record)
     print(json.dumps(record), flush=True)
+    return record
 
-  if "train" in bench.modes:
-    compiled = train_fn.lower(state, batch).compile()
-    flops, planned = _cost(compiled)
-    step = lambda s, b: compiled(s, b)[0]  # the state is donated: thread it through
-    times, state = _time(step, state, (batch,), bench.warmup_steps, bench.steps, bench.rounds)
-    report("train", times, flops, planned)
 
-  if "infer" in bench.modes:
-    # What a deployed model runs: the forward pass and its post-processing, under config.eval.
-    variables = {"params": state.params, "batch_stats": state.batch_stats}
-    infer = jax.jit(inference.make_inference_fn(model, config),
-                    in_shardings=(parallel.state_sharding(variables, mesh), parallel.batch_sharding(mesh)))
-    compiled = infer.lower(variables, batch["image"]).compile()
-    flops, planned = _cost(compiled)
-    step = lambda _, v, images: compiled(v, images)
-    times, _ = _time(step, None, (variables, batch["image"]), bench.warmup_steps, bench.steps, bench.rounds)
-    report("infer", times, flops, planned)
+def run(config, devices=None, against=None):
+  """Runs the configured measurements and returns their records (dicts), printing each as a line.
+
+  Each mode runs `config.benchmark.rounds` rounds of `steps` calls after `warmup_steps` and reports
+  the fastest round, as timeit advises: a slower one timed the machine's other work too (one
+  round's mean moved 15-20% between minutes on a 2-core VM). With `against`, a second config, the
+  two take turns round by round, so the machine's slower minutes fall on both alike, and a third
+  record per mode gives the first's step time over the second's."""
+  sides = [_Side(config, devices)] + ([_Side(against, devices)] if against is not None else [])
+  records = []
+  for mode in ("train", "infer"):
+    if not all(mode in side.steps for side in sides):
+      continue
+    carries = []
+    for side in sides:
+      step, carry, args = side.steps[mode][:3]
+      for _ in range(side.config.benchmark.warmup_steps):
+        carry = step(carry, *args)
+      carries.append(jax.block_until_ready(carry))
+    times = [[] for _ in sides]
+    for _ in range(config.benchmark.rounds):
+      for i, side in enumerate(sides):
+        step, _, args = side.steps[mode][:3]
+        seconds, carries[i] = _round(step, carries[i], args, side.config.benchmark.steps)
+        times[i].append(seconds)
+    mine = [side.record(mode, t) for side, t in zip(sides, times)]
+    records += mine
+    if against is not None:
+      ratio = {"bench": "segjax", "mode": mode, "of": mine[0]["model"], "to": mine[1]["model"],
+               "step_ms_ratio": round(mine[0]["step_ms"] / mine[1]["step_ms"], 3)}
+      records.append(ratio)
+      print(json.dumps(ratio), flush=True)
   return records
 
 
@@ -191,7 +221,12 @@ def main(argv):
   config = _CONFIG.value
   host_memory.reuse_freed_memory()  # before the backend starts
   try:
-    (run_input if _INPUT.value else run_scoring if _SCORING.value else run)(config)
+    if _INPUT.value or _SCORING.value:
+      if _AGAINST.value is not None:
+        raise UserError("--against times two models' steps in turn; it does not go with --input or --scoring.")
+      (run_input if _INPUT.value else run_scoring)(config)
+    else:
+      run(config, against=_AGAINST.value)
   except UserError as e:
     sys.exit(f"segjax.benchmark: error: {e}")
   except jax.errors.JaxRuntimeError as e:

@@ -49,6 +49,26 @@ def test_benchmark_runs_on_cpu_without_tensorflow_and_prints_json():
   assert train["flops_per_image"] > infer["flops_per_image"]  # backward pass and optimizer on top
 
 
+def test_against_takes_turns_round_by_round_and_gives_the_ratio(monkeypatch):
+  from segjax import benchmark  # pylint: disable=g-import-not-at-top
+  config = load_config_file(os.path.join(BENCH, "tiny.py"))
+  config.benchmark.modes, config.benchmark.rounds, config.benchmark.steps = ("infer",), 3, 1
+  against = config.copy_and_resolve_references()
+  against.benchmark.image_size = 32
+  turns = []
+  timed = benchmark._round
+
+  def logged(step, carry, args, steps):
+    turns.append(args[-1].shape[1])  # the side's image size
+    return timed(step, carry, args, steps)
+  monkeypatch.setattr(benchmark, "_round", logged)
+  mine, theirs, ratio = benchmark.run(config, against=against)
+  assert turns == [64, 32, 64, 32, 64, 32]
+  assert (mine["size"], theirs["size"]) == (64, 32)
+  assert len(mine["round_ms"]) == len(theirs["round_ms"]) == 3
+  assert ratio["step_ms_ratio"] == round(mine["step_ms"] / theirs["step_ms"], 3)
+
+
 def _shapes(config_name, size):
   config = load_config_file(os.path.join(BENCH, config_name))
   model = build_segmenter(config.model, config.dataset.num_classes)
@@ -120,8 +140,9 @@ def test_a_step_that_does_not_fit_is_one_sentence(monkeypatch):
   monkeypatch.setattr(benchmark, "_CONFIG", type("Flag", (), {"value": config})())
   monkeypatch.setattr(benchmark, "_INPUT", type("Flag", (), {"value": False})())
   monkeypatch.setattr(benchmark, "_SCORING", type("Flag", (), {"value": False})())
+  monkeypatch.setattr(benchmark, "_AGAINST", type("Flag", (), {"value": None})())
 
-  def out_of_memory(config):
+  def out_of_memory(config, against):
     raise jax.errors.JaxRuntimeError("RESOURCE_EXHAUSTED: Out of memory allocating 40110126288 bytes.")
   monkeypatch.setattr(benchmark, "run", out_of_memory)
   with pytest.raises(SystemExit) as stopped:
@@ -130,8 +151,23 @@ def test_a_step_that_does_not_fit_is_one_sentence(monkeypatch):
       "segjax.benchmark: error: batch 16 at 512x512 does not fit on cpu (Out of memory allocating "
       "40110126288 bytes); lower --config.batch_size or --config.benchmark.image_size.")
 
-  def failed(config):
+  def failed(config, against):
     raise jax.errors.JaxRuntimeError("INTERNAL: something else")
   monkeypatch.setattr(benchmark, "run", failed)
   with pytest.raises(jax.errors.JaxRuntimeError):  # other runtime errors are not dressed as memory
     benchmark.main(["segjax.benchmark"])
+
+
+def test_against_with_input_or_scoring_is_one_sentence(monkeypatch):
+  from segjax import benchmark  # pylint: disable=g-import-not-at-top
+  config = load_config_file(os.path.join(BENCH, "tiny.py"))
+  flag = lambda value: type("Flag", (), {"value": value})()
+  monkeypatch.setattr(benchmark, "_CONFIG", flag(config))
+  monkeypatch.setattr(benchmark, "_AGAINST", flag(config))
+  for mode in ("_INPUT", "_SCORING"):
+    monkeypatch.setattr(benchmark, "_INPUT", flag(mode == "_INPUT"))
+    monkeypatch.setattr(benchmark, "_SCORING", flag(mode == "_SCORING"))
+    with pytest.raises(SystemExit) as stopped:
+      benchmark.main(["segjax.benchmark"])
+    assert str(stopped.value.code) == ("segjax.benchmark: error: --against times two models' steps in turn; it "
+                                       "does not go with --input or --scoring.")
