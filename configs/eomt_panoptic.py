@@ -4,8 +4,8 @@ configs/query_panoptic.py, at one scale without flip.
 
 python -m segjax.main --config=configs/eomt_panoptic.py --workdir=/tmp/eomt_panoptic
 
-The ViT: a convolutional stem to stride 8 (widths 16, 32, 64, with one and two residual units at
-strides 4 and 8: the hybrid of Dosovitskiy et al.'s section 3.1), a 2x2 patch embedding to stride
+The ViT: a convolutional stem to stride 8 (widths 16, 32, 64, with one residual unit at strides 4
+and 8: the hybrid of Dosovitskiy et al.'s section 3.1), a 2x2 patch embedding to stride
 16, 4 blocks 96 wide, a learned position embedding on the scenes' 16 x 16 grid; masks at stride 8
 (one upscale block). On 256x256 scenes with whole-image batches of 8.
 
@@ -40,20 +40,33 @@ built; semantic_ce is the auxiliary loss on each crop's hardest 20% of pixels, n
   through step 1250 (the model above: 0.45); stopped;
 - a narrower stem, widths (16, 24, 48), whose inference is 0.45x query_panoptic's: 2.0 steps/s; at
   step 3000 mIoU 0.884, PQ 0.740 (things 0.658), mask AP 0.474 (AP50 0.746, AP75 0.516): AP short;
-- this file: attention dividing by the softmax's sum after summing the values (segjax/models/
-  layers.py: a train step 530-554 -> 483-509 ms), so 3200 steps fit the same time; from a clean
-  checkout, 1.9-2.0 steps/s: at step 3200 mIoU 0.908, PQ 0.764 (things 0.690, stuff 0.988), mask AP
-  0.533 (AP50 0.795, AP75 0.591) in 28.2 minutes (the dataset built before; building it takes 22 s).
+- two units at stride 8 (0, 1, 2), attention dividing by the softmax's sum after summing the values
+  (segjax/models/layers.py: a train step 530-554 -> 483-509 ms), so 3200 steps fit the same time;
+  from a clean checkout, 1.9-2.0 steps/s: at step 3200 mIoU 0.908, PQ 0.764 (things 0.690, stuff
+  0.988), mask AP 0.533 (AP50 0.795, AP75 0.591) in 28.2 minutes (the dataset built before; building
+  it takes 22 s);
+- one malloc arena for XLA's threads (segjax/engine/host_memory.py) took the train step from
+  457-496 to 360-387 ms (segjax.benchmark): 2.2-2.7 steps/s;
+- one residual unit at stride 8 instead of two, stem_blocks (0, 1, 1): 0.91 GFLOP an image against
+  1.05, its inference 0.44-0.45x query_panoptic's where the two units' was 0.49-0.50x that day;
+  it learns the shapes later (semantic_ce 0.74 at step 1000, 0.3-0.55 by step 1700), so more steps:
+  3800 from a clean checkout: mIoU 0.889, PQ 0.769 (things 0.696), mask AP 0.527 (AP50 0.797, AP75
+  0.583) in 25.9 minutes;
+- this file, 4000 steps, from a clean checkout: at step 4000 mIoU 0.902, PQ 0.774 (things 0.703,
+  stuff 0.987), mask AP 0.556 (AP50 0.813, AP75 0.621) in 27.2 minutes (the dataset built before;
+  building it takes 22 s), max RSS 4.9 GiB.
 Issue 28 asks PQ >= 0.70, mask AP >= 0.50, mIoU >= 0.88 in at most 30 minutes: met by that run.
 
-Inference at 256x256, one scale without flip, batch 8, random weights, on the 2-core machine:
-10.6-11.2 ms an image (1.05 GFLOP, half of it the stem) against 22.2-23.2 ms for
-configs/query_panoptic.py's model (1.82 GFLOP), 0.47-0.49x, the best of 8 rounds of both
-interleaved in one process over four runs; segjax.benchmark back to back (the fastest of 5 rounds of
-10 batches): 83.1-94.2 against 184.4-185.3 ms a batch (0.45-0.51x) over three pairs, where one
-process in four runs EoMT at 112-123 ms throughout (same page faults, twice the context switches:
-0.60x). The stem's residual units, which the shapes need, cost as much as the ViT, and the
-upsampling and post-processing at the image's size are the same for both.
+Inference at 256x256, one scale without flip, batch 8, random weights, on the 2-core machine, timed
+in turn with configs/query_panoptic.py's model (1.82 GFLOP an image) by
+`python -m segjax.benchmark --config=configs/eomt_panoptic.py --against=configs/query_panoptic.py`
+(both with num_classes 4, thing_classes (1, 2, 3), image_size 256, scales (1.0,), no flip, batch 8,
+modes ('infer',), 5 rounds of 10 batches): 77.3-78.5 against 174.3-175.6 ms a batch, 0.442-0.447x
+over three runs; as two processes back to back, 0.437-0.453x over four pairs and 0.53x in a fifth,
+whose EoMT ran at 94-117 ms throughout (query_panoptic's model's fastest round is 174-178 ms in
+every process; the cause is not found: not page faults, which the one malloc arena ended). The
+stem's residual units, which the shapes need, cost as much as the ViT, and the upsampling and
+post-processing at the image's size are the same for both.
 (Its own protocol, flip at scales 1 and 1.25, takes 130 ms.)
 """
 from segjax.config import base_config
