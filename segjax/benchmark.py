@@ -11,7 +11,8 @@ shared/bench/peer_torchvision.py so the two can be read side by side: images/s, 
 device memory, FLOPs per image from XLA's cost analysis, and the TFLOP/s that makes.
 The batch stays on the devices, so the figures are the step's own, not the input pipeline's.
 `--against` times a second config in turn with the first, round by round, and adds a line with the
-ratio of their step times: a comparison that the machine's load shifting between minutes moves less.
+ratio of their seconds per image: a comparison that the machine's load shifting between minutes
+moves less.
 `--input` prints one `input` line instead: the images/s that decoding, augmentation, targets and
 batching deliver on this process, and per CPU core, for any training config.
 `--scoring` prints one `scoring` line: the images/s at which this host scores synthetic
@@ -26,7 +27,6 @@ import time
 
 from absl import app, flags
 import jax
-import jax.numpy as jnp
 from ml_collections import config_flags
 
 from segjax import config as config_lib
@@ -35,12 +35,13 @@ from segjax.engine import host_memory, inference, parallel, train
 from segjax.engine.scoring_benchmark import run_scoring
 from segjax.errors import UserError
 
+_MODES = ("train", "infer")
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Benchmark config (configs/bench/*.py).",
                                           lock_config=True)
 _INPUT = flags.DEFINE_bool("input", False, "Time the tf.data input pipeline of the config instead.")
 _AGAINST = config_flags.DEFINE_config_file(
-    "against", None, "A second config, timed in turn with --config round by round (each mode both "
-    "configs name), with the ratio of their step times.", lock_config=True)
+    "against", None, "A second config with the same benchmark.modes, timed in turn with --config round "
+    "by round (--config's rounds), with the ratio of their seconds per image.", lock_config=True)
 _SCORING = flags.DEFINE_bool("scoring", False, "Time host scoring of synthetic Cityscapes-size panoptic "
                              "predictions instead (config.benchmark.steps images).")
 flags.mark_flags_as_required(["config"])
@@ -106,43 +107,43 @@ def _sized(config):
 
 
 class _Side:
-  """One config's compiled steps, ready to time: its model's description and, by mode, (step,
-  carry, args, flops, planned memory)."""
+  """One config's model, state and synthetic batch, and the cost of each mode's compiled step."""
 
   def __init__(self, config, devices):
     config_lib.validate(config)
     self.config = config = _sized(config)
-    mesh = parallel.make_mesh(devices, fsdp=config.mesh.fsdp)
+    self.mesh = mesh = parallel.make_mesh(devices, fsdp=config.mesh.fsdp)
     parallel.check_batch_size(config.batch_size, mesh)
-    unknown = set(config.benchmark.modes) - {"train", "infer"}
+    unknown = set(config.benchmark.modes) - set(_MODES)
     if unknown:
       raise UserError(f"Unknown benchmark mode(s) {', '.join(sorted(unknown))}: choose train and/or infer "
                       "(config.benchmark.modes).")
-    model, train_fn, _, state = train.setup(config, mesh)
-    batch = synthetic_batch(config, mesh, jax.random.key(config.seed + 1))
+    self.model, self.train_fn, _, self.state = train.setup(config, mesh)
+    self.batch = synthetic_batch(config, mesh, jax.random.key(config.seed + 1))
     self.common = {"bench": "segjax", "model": "+".join([config.model.backbone] + [
-        type(module).__name__ for _, module, _ in model.decoders]),
+        type(module).__name__ for _, module, _ in self.model.decoders]),
                    "batch": config.batch_size, "size": config.benchmark.image_size, "dtype": config.model.dtype,
                    "devices": mesh.devices.size, "device_kind": jax.devices()[0].device_kind,
                    "jax": jax.__version__}
-    self.steps = {}
-    if "train" in config.benchmark.modes:
-      compiled = train_fn.lower(state, batch).compile()
-      step = lambda s, b: compiled(s, b)[0]  # the state is donated: thread it through
-      self.steps["train"] = (step, state, (batch,), *_cost(compiled))
-    if "infer" in config.benchmark.modes:
-      # What a deployed model runs: the forward pass and its post-processing, under config.eval. Its
-      # own copy of the weights: the train step donates the state's.
-      variables = jax.tree.map(jnp.copy, {"params": state.params, "batch_stats": state.batch_stats})
-      infer = jax.jit(inference.make_inference_fn(model, config),
-                      in_shardings=(parallel.state_sharding(variables, mesh), parallel.batch_sharding(mesh)))
-      compiled = infer.lower(variables, batch["image"]).compile()
-      step = lambda _, v, images: compiled(v, images)
-      self.steps["infer"] = (step, None, (variables, batch["image"]), *_cost(compiled))
+    self.costs = {}
+
+  def step(self, mode):
+    """(step, carry, args) of `mode`, compiled; inference reads the weights the train step left."""
+    if mode == "train":
+      compiled = self.train_fn.lower(self.state, self.batch).compile()
+      self.costs[mode] = _cost(compiled)
+      return (lambda s, b: compiled(s, b)[0]), self.state, (self.batch,)  # the state is donated: threaded
+    # What a deployed model runs: the forward pass and its post-processing, under config.eval.
+    variables = {"params": self.state.params, "batch_stats": self.state.batch_stats}
+    infer = jax.jit(inference.make_inference_fn(self.model, self.config),
+                    in_shardings=(parallel.state_sharding(variables, self.mesh), parallel.batch_sharding(self.mesh)))
+    compiled = infer.lower(variables, self.batch["image"]).compile()
+    self.costs[mode] = _cost(compiled)
+    return (lambda _, v, images: compiled(v, images)), None, (variables, self.batch["image"])
 
   def record(self, mode, times):
     n, seconds = self.config.batch_size, min(times)
-    flops, planned = self.steps[mode][3:]
+    flops, planned = self.costs[mode]
     record = dict(self.common, mode=mode, step_ms=round(seconds * 1e3, 2), images_per_s=round(n / seconds, 1),
                   round_ms=[round(t * 1e3, 2) for t in times],
                   peak_mem_gib=_gib(_peak_bytes()), planned_mem_gib=_gib(planned),
@@ -157,31 +158,36 @@ def run(config, devices=None, against=None):
 
   Each mode runs `config.benchmark.rounds` rounds of `steps` calls after `warmup_steps` and reports
   the fastest round, as timeit advises: a slower one timed the machine's other work too (one
-  round's mean moved 15-20% between minutes on a 2-core VM). With `against`, a second config, the
-  two take turns round by round, so the machine's slower minutes fall on both alike, and a third
-  record per mode gives the first's step time over the second's."""
+  round's mean moved 15-20% between minutes on a 2-core VM). With `against`, a second config with
+  the same modes, the two take turns round by round (`config`'s rounds, each its own steps), so
+  the machine's slower minutes fall on both alike, and a third record per mode gives the first's
+  seconds per image over the second's."""
+  if against is not None and set(config.benchmark.modes) != set(against.benchmark.modes):
+    raise UserError(f"--config times {', '.join(config.benchmark.modes)} and --against "
+                    f"{', '.join(against.benchmark.modes)}: give both the same config.benchmark.modes.")
   sides = [_Side(config, devices)] + ([_Side(against, devices)] if against is not None else [])
   records = []
-  for mode in ("train", "infer"):
-    if not all(mode in side.steps for side in sides):
-      continue
+  for mode in (m for m in _MODES if m in config.benchmark.modes):
+    steps = [side.step(mode) for side in sides]
     carries = []
-    for side in sides:
-      step, carry, args = side.steps[mode][:3]
+    for side, (step, carry, args) in zip(sides, steps):
       for _ in range(side.config.benchmark.warmup_steps):
         carry = step(carry, *args)
       carries.append(jax.block_until_ready(carry))
     times = [[] for _ in sides]
     for _ in range(config.benchmark.rounds):
-      for i, side in enumerate(sides):
-        step, _, args = side.steps[mode][:3]
+      for i, (side, (step, _, args)) in enumerate(zip(sides, steps)):
         seconds, carries[i] = _round(step, carries[i], args, side.config.benchmark.steps)
         times[i].append(seconds)
+    if mode == "train":
+      for side, carry in zip(sides, carries):
+        side.state = carry
     mine = [side.record(mode, t) for side, t in zip(sides, times)]
     records += mine
     if against is not None:
+      per_image = [min(t) / side.config.batch_size for side, t in zip(sides, times)]
       ratio = {"bench": "segjax", "mode": mode, "of": mine[0]["model"], "to": mine[1]["model"],
-               "step_ms_ratio": round(mine[0]["step_ms"] / mine[1]["step_ms"], 3)}
+               "seconds_per_image_ratio": round(per_image[0] / per_image[1], 3)}
       records.append(ratio)
       print(json.dumps(ratio), flush=True)
   return records
@@ -219,7 +225,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
   config = _CONFIG.value
-  host_memory.reuse_freed_memory()  # before the backend starts
+  host_memory.reuse_freed_memory()  # before any other thread allocates
   try:
     if _INPUT.value or _SCORING.value:
       if _AGAINST.value is not None:

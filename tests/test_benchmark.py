@@ -66,7 +66,11 @@ def test_against_takes_turns_round_by_round_and_gives_the_ratio(monkeypatch):
   assert turns == [64, 32, 64, 32, 64, 32]
   assert (mine["size"], theirs["size"]) == (64, 32)
   assert len(mine["round_ms"]) == len(theirs["round_ms"]) == 3
-  assert ratio["step_ms_ratio"] == round(mine["step_ms"] / theirs["step_ms"], 3)
+  assert ratio["seconds_per_image_ratio"] == pytest.approx(theirs["images_per_s"] / mine["images_per_s"], rel=0.01)
+  against.benchmark.modes = ("train", "infer")
+  with pytest.raises(UserError, match=r"^--config times infer and --against train, infer: give both the same "
+                                      r"config\.benchmark\.modes\.$"):
+    benchmark.run(config, against=against)
 
 
 def _shapes(config_name, size):
