@@ -55,6 +55,8 @@ def _fail(reason):
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+  from segjax.engine import host_memory  # pylint: disable=g-import-not-at-top  (after flags: JAX reads its own)
+  host_memory.reuse_freed_memory()  # before any other thread allocates
   try:
     # Every value checked before any work: no jax.distributed, nothing written, no directory made.
     config_lib.validate(_CONFIG.value)
@@ -66,8 +68,7 @@ def main(argv):
     logs.for_training()
   # After flags: JAX reads its own.  pylint: disable=g-import-not-at-top
   import jax
-  from segjax.engine import host_memory, parallel, preemption
-  host_memory.reuse_freed_memory()  # before the backend starts
+  from segjax.engine import parallel, preemption
   try:
     parallel.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value, _DISTRIBUTED.value)
     compilation.enable(_COMPILATION_CACHE.value)

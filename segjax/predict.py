@@ -171,7 +171,7 @@ def predict_files(workdir, entries, out):
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-  host_memory.reuse_freed_memory()  # before the backend starts
+  host_memory.reuse_freed_memory()  # before any other thread allocates
   logs.for_reading()
   f = flags.FLAGS
   compilation.enable(f.compilation_cache)

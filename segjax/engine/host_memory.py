@@ -19,8 +19,9 @@ three, post-processing a batch of masks page-faulted 400,000-500,000 times in 16
 2.8-3.7 ms an image instead of 2.0. One arena (MALLOC_ARENA_MAX=1) puts every thread's blocks in
 the main heap: ten processes out of ten ran at 2.0, a 128 MiB output stopped faulting 32,769 times a
 call, and EoMT's train step on the built-in scenes went from 457-496 to 360-387 ms. The threads now
-share the arena's lock, which costs programs of many small operations a little: EoMT's inference,
-85-86 -> 87-90 ms a batch (the best of 10 rounds, three processes each).
+share the arena's lock, which costs programs of many small operations a little: EoMT's inference
+(configs/eomt_panoptic.py with stem_blocks (0, 1, 2)), 85-86 -> 87-90 ms a batch (the best of 10
+rounds, three processes each).
 """
 import ctypes
 import importlib.metadata
@@ -33,28 +34,32 @@ import jax
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -3, -8
 _KEPT = 2**31 - 1  # mallopt's value is a C int: blocks up to 2 GiB come from the heap and stay there
-_THEIRS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_", "MALLOC_ARENA_MAX")
+_THEIRS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_")
 
 
 def reuse_freed_memory(platform=None):
   """On the CPU backend under glibc, keeps freed blocks for reuse; True if it did. Call it before
-  JAX starts its backend (jax.devices(), a first array): the backend's threads keep the arena they
-  take then. `platform`: the backend's, when a test knows it; by default judged from JAX_PLATFORMS
-  and the accelerator plugins installed. A user's own malloc settings in the environment are left
-  as they are."""
-  if (platform or ("cpu" if _cpu_only() else "other")) != "cpu" or platform_lib.libc_ver()[0] != "glibc":
+  any thread but the main one allocates, so before JAX starts its backend (jax.devices(), a first
+  array) or TensorFlow its threads: a thread keeps the arena it took, and glibc hands arenas made
+  before the limit to later threads too. `platform`: the backend's, when a test knows it; by
+  default judged from JAX_PLATFORMS and the accelerator plugins installed. A user's own malloc
+  settings in the environment are left as they are."""
+  cpu = _cpu_only() if platform is None else platform == "cpu"
+  if not cpu or platform_lib.libc_ver()[0] != "glibc":
     return False
   if any(name in os.environ for name in _THEIRS) or "glibc.malloc." in os.environ.get("GLIBC_TUNABLES", ""):
     return False
   libc = ctypes.CDLL(None)
-  return bool(libc.mallopt(_M_ARENA_MAX, 1) and libc.mallopt(_M_MMAP_THRESHOLD, _KEPT)
-              and libc.mallopt(_M_TRIM_THRESHOLD, _KEPT))
+  one_arena = "MALLOC_ARENA_MAX" in os.environ or libc.mallopt(_M_ARENA_MAX, 1)
+  return bool(one_arena and libc.mallopt(_M_MMAP_THRESHOLD, _KEPT) and libc.mallopt(_M_TRIM_THRESHOLD, _KEPT))
 
 
 def _cpu_only():
   """Whether JAX will run on the CPU, judged without starting a backend."""
   if jax.config.jax_platforms:
     return all(p.strip() == "cpu" for p in jax.config.jax_platforms.split(","))
+  if any(os.environ.get(name) for name in ("TPU_LIBRARY_PATH", "PJRT_NAMES_AND_LIBRARY_PATHS")):
+    return False
   if importlib.util.find_spec("libtpu") is not None or importlib.metadata.entry_points(group="jax_plugins"):
     return False
   try:

@@ -200,8 +200,8 @@ def _inference(class_logits, mask_logits, *, thing_classes, label_divisor, objec
   # The mask's mean probability where it is on, on every 4th pixel of each axis: masks come from
   # stride 4 or coarser, and the mean over every pixel took XLA's CPU backend longer than the rest
   # of this function. A mask on no pixel of that grid scores 0.5, the least its pixels hold.
-  grid = masks[min(2, masks.shape[0] - 1)::4, min(2, masks.shape[1] - 1)::4].reshape(-1, q)
-  on_grid = (grid >= 0.5).astype(jnp.float32)
+  at = (slice(min(2, masks.shape[0] - 1), None, 4), slice(min(2, masks.shape[1] - 1), None, 4))
+  grid, on_grid = masks[at].reshape(-1, q), (logits[at] >= 0).reshape(-1, q).astype(jnp.float32)
   sums = pixel_sum(jnp.concatenate([on_grid, on_grid * grid], -1))
   mask_score = jnp.where(sums[:q] > 0, sums[q:] / jnp.maximum(sums[:q], 1.0), 0.5)
   final = jnp.bincount(jnp.where(claimed, owner, q).ravel(), length=q + 1)[:q]

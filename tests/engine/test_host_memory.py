@@ -52,6 +52,27 @@ def test_it_leaves_other_backends_and_a_users_own_malloc_settings_alone(monkeypa
     assert not host_memory.reuse_freed_memory()
   finally:
     jax.config.update("jax_platforms", platforms)
+
+
+def test_without_jax_platforms_an_installed_accelerator_plugin_means_not_the_cpu(monkeypatch):
+  platforms = jax.config.jax_platforms
+  try:
+    jax.config.update("jax_platforms", None)
+    for name in ("TPU_LIBRARY_PATH", "PJRT_NAMES_AND_LIBRARY_PATHS"):
+      monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(host_memory.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(host_memory.pkgutil, "iter_modules", lambda path: iter(()))
+    plugins = []
+    monkeypatch.setattr(host_memory.importlib.metadata, "entry_points",
+                        lambda group: plugins if group == "jax_plugins" else [])
+    assert host_memory._cpu_only()  # nothing installed but jax
+    plugins.append("jax_cuda12_plugin")  # as jax[cuda12] advertises its plugin
+    assert not host_memory._cpu_only()
+    plugins.clear()
+    monkeypatch.setenv("TPU_LIBRARY_PATH", "/opt/libtpu.so")
+    assert not host_memory._cpu_only()
+  finally:
+    jax.config.update("jax_platforms", platforms)
   monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "65536")
   assert not host_memory.reuse_freed_memory("cpu")
   monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_")
